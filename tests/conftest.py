@@ -1,0 +1,8 @@
+import os, sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # booklint and other test helpers
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+_shared = Path(__file__).resolve().parents[2]/'shared'/'data'
+if 'LLMBOOK_DATA' not in os.environ and _shared.is_dir():
+    os.environ['LLMBOOK_DATA'] = str(_shared)

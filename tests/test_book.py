@@ -1,0 +1,98 @@
+"""The book lint (tests/booklint.py) on the real book, and on broken copies to show it bites."""
+import json, shutil
+from pathlib import Path
+import pytest, yaml
+import booklint as bl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize('check', bl.ALL_CHECKS, ids=lambda f: f.__name__)
+def test_book(check):
+    assert check(ROOT) == []
+
+
+def test_quarto_is_a_book_with_html_and_pdf():
+    q = yaml.safe_load((ROOT/'_quarto.yml').read_text())
+    assert q['project']['type'] == 'book'
+    assert q['project']['output-dir'] == '_docs'          # where nbdev_docs moves it from
+    assert {'html', 'pdf'} <= set(q['format'])
+    assert 'pdf' in q['book']['downloads']
+    assert 'breaklines' in q['format']['pdf']['include-in-header']['text']
+    assert q['execute']['enabled'] is False               # outputs come from real runs
+    assert quarto_parts(q) == [p for p in PARTS if p in quarto_parts(q)]
+
+
+PARTS = ['Preprocessing', 'Architecture', 'Pretraining', 'Scaling', 'Fine-tuning']
+
+
+def quarto_parts(q):
+    return [e['part'] for e in q['book']['chapters'] if isinstance(e, dict)]
+
+
+def test_nbdev_reads_the_top_level_quarto_yml():
+    link = ROOT/'nbs'/'_quarto.yml'
+    assert link.is_symlink() and link.resolve() == (ROOT/'_quarto.yml').resolve()
+
+
+def test_index_and_appendix_order():
+    files = bl.quarto_files(ROOT)
+    assert files[0] == 'index.ipynb'
+    assert files[-1] == '99_cli.ipynb'
+
+
+@pytest.fixture
+def book(tmp_path):
+    "A scratch copy of the book to break."
+    for d in ('nbs', 'llmbook'): shutil.copytree(ROOT/d, tmp_path/d, symlinks=True)
+    shutil.copy(ROOT/'_quarto.yml', tmp_path/'_quarto.yml')
+    return tmp_path
+
+
+def _add_cell(nb_path, source, cell_type='markdown', outputs=None):
+    nb = json.loads(nb_path.read_text())
+    c = {'cell_type': cell_type, 'metadata': {}, 'source': source}
+    if cell_type == 'code': c |= {'execution_count': None, 'outputs': outputs or []}
+    nb['cells'].append(c)
+    nb_path.write_text(json.dumps(nb))
+
+
+def test_lint_catches_unlisted_notebook(book):
+    shutil.copy(book/'nbs'/'00_core.ipynb', book/'nbs'/'50_extra.ipynb')
+    assert any('50_extra.ipynb is not listed' in p for p in bl.check_listed(book))
+
+
+def test_lint_catches_missing_chapter(book):
+    (book/'nbs'/'00_core.ipynb').unlink()
+    assert any('lists 00_core.ipynb, which does not exist' in p for p in bl.check_listed(book))
+
+
+def test_lint_catches_broken_reference(book):
+    _add_cell(book/'nbs'/'00_core.ipynb', 'As @sec-no-such-section shows, and @fig-nope.')
+    probs = bl.check_refs(book)
+    assert any('@sec-no-such-section' in p for p in probs)
+    assert any('@fig-nope' in p for p in probs)
+
+
+def test_lint_accepts_a_good_reference(book):
+    _add_cell(book/'nbs'/'00_core.ipynb', '## New {#sec-new-one}\n\nSee @sec-new-one.')
+    assert bl.check_refs(book) == []
+
+
+def test_lint_catches_long_line_and_churning_outputs(book):
+    out = [{'output_type': 'stream', 'name': 'stdout',
+            'text': ['saved to /root/.cache/x\n', '<Foo object at 0x7f3a2b1c9d80>\n']}]
+    _add_cell(book/'nbs'/'00_core.ipynb', 'x = 1  # ' + 'y' * 80, 'code', out)
+    assert len(bl.check_code_width(book)) == 1
+    probs = bl.check_outputs(book)
+    assert any('absolute path' in p for p in probs) and any('memory address' in p for p in probs)
+
+
+def test_lint_catches_module_without_notebook(book):
+    (book/'llmbook'/'stray.py').write_text('# hand written\n')
+    assert any('stray.py does not come from any notebook' in p for p in bl.check_modules(book))
+
+
+def test_lint_catches_h1_label(book):
+    _add_cell(book/'nbs'/'00_core.ipynb', '# Title {#sec-title}')
+    assert bl.check_h1(book)
