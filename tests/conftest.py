@@ -6,3 +6,10 @@ os.environ.setdefault('OMP_NUM_THREADS', '1')
 _shared = Path(__file__).resolve().parents[2]/'shared'/'data'
 if 'LLMBOOK_DATA' not in os.environ and _shared.is_dir():
     os.environ['LLMBOOK_DATA'] = str(_shared)
+
+try:  # generous deadlines on a loaded 2-core CI machine
+    from hypothesis import settings
+    settings.register_profile('ci', deadline=None, print_blob=True)
+    settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'default'))
+except ImportError:
+    pass
