@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'nb_to_markdown', 'make_parser', 'main', 'cli_reference']
 
-# %% ../nbs/99_cli.ipynb #bf5e4241
+# %% ../nbs/99_cli.ipynb #a573435a
 import argparse, json, re, sys
 from pathlib import Path
 from .core import *
 
-# %% ../nbs/99_cli.ipynb #59ddc8c2
+# %% ../nbs/99_cli.ipynb #d4f4821e
 COMMANDS = {}
 
 def command(name:str, help:str, example:str=''):
@@ -20,7 +20,7 @@ def command(name:str, help:str, example:str=''):
         return f
     return deco
 
-# %% ../nbs/99_cli.ipynb #b1f12ced
+# %% ../nbs/99_cli.ipynb #e6ea5782
 @command('env', 'show versions, device, threads and the data sets present',
          'llmbook env')
 def _env(p):
@@ -32,20 +32,20 @@ def _env(p):
         for k, v in info.items(): print(f"{k:<{w}}  {v}")
     return run
 
-# %% ../nbs/99_cli.ipynb #31d41dc8
+# %% ../nbs/99_cli.ipynb #0cd54d46
 def _md_cell(src:str) -> str:
     "Markdown for GitHub: drop Quarto-only labels and callout fences."
     src = re.sub(r'\s*\{#(sec|fig|tbl)-[\w-]+\}', '', src)
     src = re.sub(r'@sec-([\w-]+)', lambda m: m.group(1).replace('-', ' '), src)
     return '\n'.join(l for l in src.splitlines() if not l.startswith(':::'))
 
-# %% ../nbs/99_cli.ipynb #50349563
+# %% ../nbs/99_cli.ipynb #46fffd99
 def _hidden(src:str) -> bool:
     "Is a code cell hidden from the reader (`#| hide`, `#| echo: false`)?"
     d = [l.replace(' ', '') for l in src.splitlines() if l.startswith('#|')]
     return any(o in ('#|hide', '#|echo:false', '#|include:false') for o in d)
 
-# %% ../nbs/99_cli.ipynb #30dae09f
+# %% ../nbs/99_cli.ipynb #6cae98cf
 def nb_to_markdown(nb_path:Path|str) -> str:
     "GitHub markdown from a notebook: markdown, visible code and text outputs."
     nb, out = json.loads(Path(nb_path).read_text()), []
@@ -62,7 +62,7 @@ def nb_to_markdown(nb_path:Path|str) -> str:
             'edit the notebook, not this file. -->')
     return head + '\n\n' + '\n\n'.join(out).strip() + '\n'
 
-# %% ../nbs/99_cli.ipynb #f01d3b76
+# %% ../nbs/99_cli.ipynb #b06ea00f
 @command('readme', 'regenerate README.md from nbs/index.ipynb (or --check it)',
          'llmbook readme --check')
 def _readme(p):
@@ -72,12 +72,12 @@ def _readme(p):
                    help='fail if the file differs instead of writing it')
     def run(a):
         md, out = nb_to_markdown(a.nb), Path(a.out)
-        if not a.check: return out.write_text(md)
+        if not a.check: out.write_text(md); return
         if not out.exists() or out.read_text() != md:
             sys.exit(f"{out} is stale: run `llmbook readme` and commit it")
     return run
 
-# %% ../nbs/99_cli.ipynb #e28f95ba
+# %% ../nbs/99_cli.ipynb #7378bdd6
 def make_parser() -> argparse.ArgumentParser:
     "The `llmbook` argument parser with every registered sub-command."
     p = argparse.ArgumentParser(prog='llmbook',
@@ -88,17 +88,18 @@ def make_parser() -> argparse.ArgumentParser:
         sp.set_defaults(run=c['setup'](sp))
     return p
 
-# %% ../nbs/99_cli.ipynb #ef5e6eda
+# %% ../nbs/99_cli.ipynb #99107c11
 def main(argv:list[str]|None=None):
     "Entry point of the `llmbook` console script."
     p = make_parser()
     a = p.parse_args(argv)
     if a.cmd is None: p.print_help(); return 2
-    try: return a.run(a)
+    try: a.run(a)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"llmbook {a.cmd}: error: {e}")
+    return 0
 
-# %% ../nbs/99_cli.ipynb #21662bde
+# %% ../nbs/99_cli.ipynb #3b5721ee
 def _opts(sp:argparse.ArgumentParser) -> list[str]:
     "One markdown table row per option of a sub-parser."
     rows = []
@@ -110,7 +111,7 @@ def _opts(sp:argparse.ArgumentParser) -> list[str]:
         rows.append(f"| `{name}` | {a.help or ''} | {default} |")
     return rows
 
-# %% ../nbs/99_cli.ipynb #d6345c93
+# %% ../nbs/99_cli.ipynb #a9f79c3d
 def cli_reference() -> str:
     "Markdown reference of every command, option and default, with examples."
     p, out = make_parser(), []
