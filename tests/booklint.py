@@ -103,6 +103,7 @@ def check_code_width(root, width=MAX_CODE):
             else:
                 lines = [l for b in re.findall(r'```[^\n]*\n(.*?)```', s, flags=re.S) for l in b.splitlines()]
             for l in lines:
+                if l.startswith('#|'): continue  # cell options: not shown
                 if len(l) > width: probs.append(f"{nb.name} cell {i}: {len(l)} chars: {l[:60]}...")
     return probs
 

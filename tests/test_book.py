@@ -96,3 +96,16 @@ def test_lint_catches_module_without_notebook(book):
 def test_lint_catches_h1_label(book):
     _add_cell(book/'nbs'/'00_core.ipynb', '# Title {#sec-title}')
     assert bl.check_h1(book)
+
+
+def test_preface_chapter_map_names_every_module():
+    "The chapter map in the preface lists every exported module, in book order."
+    import re
+    md = ''.join(''.join(c['source']) for c in bl.cells(ROOT/'nbs'/'index.ipynb') if c['cell_type'] == 'markdown')
+    mapped = re.findall(r'\| `(llmbook\.\w+)` \|', md)
+    exported = []
+    for f in bl.quarto_files(ROOT):
+        for c in bl.cells(ROOT/'nbs'/f):
+            if m := re.search(r'^#\|\s*default_exp\s+(\S+)', ''.join(c['source']), re.M):
+                exported.append('llmbook.' + m.group(1))
+    assert mapped == exported
