@@ -1,0 +1,216 @@
+"""`llmbook train` / `llmbook generate`: resume, interruption, bad input, and the committed run."""
+import contextlib, hashlib, io, json, math, os, signal, subprocess, sys, time, warnings
+from pathlib import Path
+import pytest, torch
+
+import llmbook.train as lt
+from llmbook.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# a model small enough to train in a second or two on one CPU thread
+TINY = ['--set', 'n_layer=1', 'd_model=32', 'n_head=2', 'context_len=16', 'bs=4',
+        'vocab_size=300', 'warmup=2', 'eval_every=4', 'eval_batches=2', 'ckpt_every=3',
+        'sample_steps=[0,6]', 'sample_tokens=8']
+
+
+@pytest.fixture(scope='module')
+def text(tmp_path_factory):
+    from llmbook.data import load_austen
+    p = tmp_path_factory.mktemp('text')/'persuasion.txt'
+    p.write_text(load_austen(105)['Persuasion'][:30_000])
+    return p
+
+
+def cli(*argv):
+    "Run `llmbook ARGV` in this process: (exit code, stdout, stderr)."
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+         warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # e.g. "no Gutenberg marker" in our excerpt
+        try: main([str(a) for a in argv]); code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) or e.code is None else 1
+            if isinstance(e.code, str): err.write(e.code)
+    return code or 0, out.getvalue(), err.getvalue()
+
+
+def train(out, text, *extra):
+    return cli('train', '--preset', 'austen-tiny', '--out', out, '--text', text, '--quiet',
+               '--steps', 10, *TINY, *extra)
+
+
+def log(run, key='loss'):
+    return [(r['step'], r[key]) for r in lt.read_jsonl(Path(run)/'metrics.jsonl')]
+
+
+def snapshot(d):
+    "Every file under `d` with its hash: to prove nothing on disk changed."
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(d).rglob('*')) if p.is_file()}
+
+
+@pytest.fixture(scope='module')
+def full(tmp_path_factory, text):
+    "An uninterrupted 10-step run to compare against."
+    out = tmp_path_factory.mktemp('runs')/'full'
+    code, _, err = train(out, text)
+    assert code == 0, err
+    return out
+
+
+def test_run_folder_has_log_plot_samples_and_record(full):
+    recs = lt.read_jsonl(full/'metrics.jsonl')
+    assert [r['step'] for r in recs] == list(range(11))
+    for k in ('step', 'loss', 'val_loss', 'lr', 'grad_norm', 'tokens_per_s', 'mfu', 'val_bpb'):
+        assert k in recs[4], k
+    assert recs[-1]['val_loss'] < recs[0]['val_loss']
+    assert [s['step'] for s in lt.read_jsonl(full/'samples.jsonl')] == [0, 6]
+    run = json.loads((full/'run.json').read_text())
+    assert run['sessions'][0]['command'].startswith('llmbook train --preset austen-tiny')
+    assert {'git_commit', 'hardware', 'duration_s', 'config'} <= set(run)
+    assert (full/'loss.png').stat().st_size > 1000
+    for ck in ('last', 'best'):   # no pickles: safetensors, JSON and the tokenizer text
+        names = sorted(p.name for p in (full/ck).iterdir())
+        assert names == ['meta.json', 'model.safetensors', 'state.safetensors', 'tokenizer.txt']
+    assert json.loads((full/'last'/'meta.json').read_text())['step'] == 10
+
+
+def test_stop_and_resume_repeats_the_losses_exactly(full, text, tmp_path):
+    out = tmp_path/'run'
+    code, _, err = train(out, text, '--stop-after', 4)
+    assert code == 0, err
+    assert json.loads((out/'last'/'meta.json').read_text())['step'] == 4
+    code, _, err = train(out, text, '--resume')
+    assert code == 0, err
+    for key in ('loss', 'grad_norm', 'val_loss', 'lr'):
+        assert log(out, key) == log(full, key), key   # exact, not close
+    assert lt.read_jsonl(out/'samples.jsonl') == lt.read_jsonl(full/'samples.jsonl')
+
+
+def test_ctrl_c_saves_and_resume_matches(text, tmp_path):
+    "SIGINT a real `llmbook train` mid-run; it saves `last`; resuming repeats the losses."
+    args = [str(a) for a in ['--preset', 'austen-tiny', '--text', text, '--quiet', '--steps', 5000, *TINY]]
+    out = tmp_path/'int'
+    p = subprocess.Popen(['llmbook', 'train', '--out', str(out), *args], stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    t0 = time.time()
+    while time.time() - t0 < 60:
+        m = out/'metrics.jsonl'
+        if m.exists() and len(m.read_text().splitlines()) > 3: break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and 'interrupted' in err and 'Traceback' not in err, err
+    k = json.loads((out/'last'/'meta.json').read_text())['step']
+    assert k >= 3 and [s for s, _ in log(out)] == list(range(k + 1))
+    code, _, e2 = cli('train', '--out', out, '--resume', '--stop-after', 3, *args)
+    assert code == 0, e2
+    ref = tmp_path/'ref'
+    code, _, e3 = cli('train', '--out', ref, '--stop-after', k + 3, *args)
+    assert code == 0, e3
+    assert log(out) == log(ref) and len(log(ref)) == k + 4
+
+
+def test_generate_is_seeded_and_continues_the_prompt(full):
+    a = cli('generate', '--ckpt', full, '--prompt', 'It was', '--max-new-tokens', 12)
+    b = cli('generate', '--ckpt', full, '--prompt', 'It was', '--max-new-tokens', 12)
+    assert a[0] == 0 and a == b and a[1].startswith('It was') and len(a[1]) > 10
+    c = cli('generate', '--ckpt', full/'last', '--prompt', 'It was', '--seed', 1, '--top-p', 0.9)
+    assert c[0] == 0 and c[1] != a[1]
+
+
+def one_line_error(code, err, *words):
+    assert code == 1 and err.strip().count('\n') == 0, err
+    for w in words: assert w in err, (w, err)
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    code, _, err = cli('train', '--preset', 'austen-huge')
+    one_line_error(code, err, 'austen-huge', 'austen-tiny', 'austen-15m')
+
+
+def test_existing_run_is_refused_unless_resume_or_force(full, text, tmp_path):
+    before = snapshot(full)
+    one_line_error(*train(full, text)[::2], 'already holds a run', '--resume', '--force')
+    assert snapshot(full) == before
+    one_line_error(*train(tmp_path/'empty', text, '--resume')[::2], 'nothing to resume')
+    out = tmp_path/'f'
+    assert train(out, text, '--stop-after', 2)[0] == 0
+    assert train(out, text, '--force', '--stop-after', 1)[0] == 0
+    assert len(log(out)) == 2   # steps 0 and 1: the old log is gone
+
+
+def test_resume_with_other_config_tokenizer_or_text_is_refused(full, text, tmp_path):
+    before = snapshot(full)
+    one_line_error(*train(full, text, '--resume', '--set', 'n_layer=2')[::2], 'config differs', 'n_layer')
+    other = tmp_path/'other.txt'
+    other.write_text(text.read_text()[:20_000])
+    code, _, err = cli('train', '--preset', 'austen-tiny', '--out', full, '--text', other,
+                       '--quiet', '--resume', *TINY)
+    one_line_error(code, err, 'training text differs')
+    assert snapshot(full) == before
+    run = tmp_path/'tokchange'
+    assert train(run, text, '--stop-after', 2)[0] == 0
+    (run/'tokenizer.txt').write_text((run/'tokenizer.txt').read_text().replace('merges', 'merges ', 1))
+    one_line_error(*train(run, text, '--resume')[::2], 'tokenizer.txt differs')
+
+
+def test_corrupt_checkpoint_is_refused_and_kept(text, tmp_path):
+    out = tmp_path/'c'
+    assert train(out, text, '--stop-after', 3)[0] == 0
+    f = out/'last'/'model.safetensors'
+    f.write_bytes(f.read_bytes()[:-100])
+    before = snapshot(out)
+    one_line_error(*train(out, text, '--resume')[::2], 'truncated or corrupt', 'model.safetensors')
+    one_line_error(*cli('generate', '--ckpt', out/'last')[::2], 'truncated or corrupt')
+    assert snapshot(out) == before
+    (out/'best'/'meta.json').write_text('{"step": 1')
+    before = snapshot(out)
+    one_line_error(*cli('generate', '--ckpt', out)[::2], 'not valid JSON')
+    assert snapshot(out) == before
+
+
+def test_failed_save_leaves_the_previous_checkpoint(full, tmp_path, monkeypatch):
+    import shutil
+    ck = tmp_path/'last'
+    shutil.copytree(full/'last', ck)
+    before = snapshot(tmp_path)
+    model, tok, cfg, st = lt.load_checkpoint(ck)
+    def boom(*a, **k): raise OSError('disk full')
+    monkeypatch.setattr(lt, 'save_file', boom)
+    with pytest.raises(OSError):
+        lt.save_checkpoint(ck, model, cfg, ck/'tokenizer.txt', 99)
+    assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ['last']
+
+
+def test_nan_loss_stops_before_the_update_and_keeps_last(text, tmp_path, monkeypatch):
+    real, calls = lt.next_token_loss, []
+    def flaky(logits, y):
+        loss = real(logits, y)
+        if not torch.is_grad_enabled(): return loss   # evaluation
+        calls.append(1)
+        return loss * math.nan if len(calls) == 5 else loss   # the 5th step's loss
+    monkeypatch.setattr(lt, 'next_token_loss', flaky)
+    code, _, err = train(tmp_path/'n', text, '--set', 'eval_every=100')
+    one_line_error(code, err, 'diverged at step 5', 'step 3', 'is kept')
+    model, tok, cfg, st = lt.load_checkpoint(tmp_path/'n')
+    assert st['step'] == 3 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert [r['step'] for r in lt.read_jsonl(tmp_path/'n'/'metrics.jsonl')] == [0, 1, 2, 3, 4]
+    assert json.loads((tmp_path/'n'/'run.json').read_text())['sessions'][0]['stopped'] == 'diverged'
+
+
+def test_committed_run_reproduces_its_first_steps(tmp_path):
+    "Re-run the command recorded in runs/austen-tiny for 6 steps; match the logged losses."
+    run = ROOT/'runs'/'austen-tiny'
+    cmd = json.loads((run/'run.json').read_text())['sessions'][0]['command'].split()
+    assert cmd[:2] == ['llmbook', 'train'] and '--out' not in cmd
+    r = subprocess.run([*cmd, '--out', str(tmp_path/'re'), '--stop-after', '6', '--quiet'],
+                       capture_output=True, text=True, cwd=tmp_path,
+                       env=os.environ | {'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr
+    ours = lt.read_jsonl(tmp_path/'re'/'metrics.jsonl')
+    ref = lt.read_jsonl(run/'metrics.jsonl')[:7]
+    assert [r['step'] for r in ours] == list(range(7))
+    for a, b in zip(ours, ref):
+        for k in ('loss', 'val_loss'):
+            if b[k] is not None: assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-4), (k, a, b)
