@@ -6,19 +6,19 @@
 __all__ = ['UA', 'DATASETS', 'in_test', 'set_threads', 'seed_everything', 'available_devices', 'get_device', 'cache_dir',
            'data_dirs', 'atomic_write', 'sha256sum', 'download', 'get_data', 'env_info']
 
-# %% ../nbs/00_core.ipynb #6c651d21
+# %% ../nbs/00_core.ipynb #44ee53b8
 import os, random, sys, platform, hashlib, tempfile, time, urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import torch
 
-# %% ../nbs/00_core.ipynb #c81dc4bd
+# %% ../nbs/00_core.ipynb #84403b28
 def in_test() -> bool:
     "Are we running under `nbdev_test` (env `IN_TEST`)?"
     return bool(os.environ.get('IN_TEST'))
 
-# %% ../nbs/00_core.ipynb #1cac15ff
+# %% ../nbs/00_core.ipynb #074822b2
 def set_threads(n:int|None=None, # None: `LLMBOOK_THREADS`, else 1 in test
                ) -> int:
     "Cap the threads torch uses for intra-op parallelism; return the count."
@@ -27,10 +27,10 @@ def set_threads(n:int|None=None, # None: `LLMBOOK_THREADS`, else 1 in test
     if n is not None: torch.set_num_threads(int(n))
     return torch.get_num_threads()
 
-# %% ../nbs/00_core.ipynb #9e443a17
+# %% ../nbs/00_core.ipynb #a37fd803
 if in_test(): set_threads()
 
-# %% ../nbs/00_core.ipynb #e7b85807
+# %% ../nbs/00_core.ipynb #0def4044
 def seed_everything(seed:int=1337) -> torch.Generator:
     "Seed Python, NumPy and torch; return a torch generator with the same seed."
     random.seed(seed)
@@ -38,7 +38,7 @@ def seed_everything(seed:int=1337) -> torch.Generator:
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
-# %% ../nbs/00_core.ipynb #b97db0f3
+# %% ../nbs/00_core.ipynb #e37b4f2d
 def available_devices() -> list[str]:
     "The device types torch can use here, fastest first."
     devs = []
@@ -47,7 +47,7 @@ def available_devices() -> list[str]:
     if mps is not None and mps.is_available(): devs.append('mps')
     return devs + ['cpu']
 
-# %% ../nbs/00_core.ipynb #67245236
+# %% ../nbs/00_core.ipynb #cb175626
 def get_device(device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'
               ) -> torch.device:
     "The device to run on: `device`, else `LLMBOOK_DEVICE`, else the fastest."
@@ -60,19 +60,19 @@ def get_device(device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'
                          f"use one of {avail} or 'auto'")
     return torch.device(device)
 
-# %% ../nbs/00_core.ipynb #889c3fce
+# %% ../nbs/00_core.ipynb #236f583b
 def cache_dir() -> Path:
     "The per-user folder where downloads are kept."
     base = os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache'
     return Path(base)/'llmbook'
 
-# %% ../nbs/00_core.ipynb #0536af9e
+# %% ../nbs/00_core.ipynb #bae6559d
 def data_dirs() -> list[Path]:
     "Folders searched for data, in order: `LLMBOOK_DATA`, then the cache."
     env = os.environ.get('LLMBOOK_DATA')
     return ([Path(env).expanduser()] if env else []) + [cache_dir()]
 
-# %% ../nbs/00_core.ipynb #f37b058e
+# %% ../nbs/00_core.ipynb #e66042b1
 @contextmanager
 def atomic_write(path:Path|str, # the file to (re)write
                  mode:str='wb'): # 'wb' or 'w'
@@ -87,7 +87,7 @@ def atomic_write(path:Path|str, # the file to (re)write
         Path(tmp).unlink(missing_ok=True)
         raise
 
-# %% ../nbs/00_core.ipynb #2c0d533e
+# %% ../nbs/00_core.ipynb #ba2b1454
 def sha256sum(path:Path|str) -> str:
     "Hex SHA-256 of a file."
     h = hashlib.sha256()
@@ -95,7 +95,7 @@ def sha256sum(path:Path|str) -> str:
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
     return h.hexdigest()
 
-# %% ../nbs/00_core.ipynb #80d83224
+# %% ../nbs/00_core.ipynb #b8434596
 UA = {'User-Agent': 'llmbook (https://github.com/llmbook/llmbook)'}
 
 def download(url:str, # where to fetch from
@@ -124,10 +124,11 @@ def download(url:str, # where to fetch from
     raise ConnectionError(f"could not download {url} ({err}); check the "
                           f"network or put the file at {dest} yourself")
 
-# %% ../nbs/00_core.ipynb #962d4400
+# %% ../nbs/00_core.ipynb #17091665
 def get_data(name:str, # file path inside a data folder, e.g. 'gpt2/vocab.bpe'
              url:str|None=None, # where to download it from when missing
              sha256:str|None=None, # expected digest of the download
+             retries:int=3, # download attempts
             ) -> Path:
     "Path of data file `name`: `LLMBOOK_DATA`, then the cache, then download."
     for d in data_dirs():
@@ -136,20 +137,23 @@ def get_data(name:str, # file path inside a data folder, e.g. 'gpt2/vocab.bpe'
         raise FileNotFoundError(f"data file {name!r} not found in "
             f"{[str(d) for d in data_dirs()]}; set LLMBOOK_DATA to a folder "
             "that has it")
-    try: return download(url, cache_dir()/name, sha256)
+    dest = cache_dir()/name
+    existed = dest.parent.exists()
+    try: return download(url, dest, sha256, retries)
     except ConnectionError as e:
+        if not existed and not any(dest.parent.iterdir()): dest.parent.rmdir()
         raise FileNotFoundError(f"data file {name!r} is not on disk and the "
             f"download failed ({e}); set LLMBOOK_DATA to a folder that has it"
             ) from None
 
-# %% ../nbs/00_core.ipynb #9aca2aa9
+# %% ../nbs/00_core.ipynb #d8ef0ba5
 DATASETS = {'austen': 'Jane Austen, Project Gutenberg e-texts',
             'gpt2': "GPT-2's byte-pair encoding files",
             'sms_spam': 'SMS Spam Collection v.1',
             'instructions': '1,100 instruction/response pairs',
             'tinyshakespeare': 'tiny-shakespeare'}
 
-# %% ../nbs/00_core.ipynb #4b9a99aa
+# %% ../nbs/00_core.ipynb #8448533f
 def env_info() -> dict:
     "Versions, device, threads and data sets: what to check first."
     import importlib.metadata as md
@@ -165,6 +169,7 @@ def env_info() -> dict:
              'cpu count': os.cpu_count(),
              'data dirs': ', '.join(str(d) for d in data_dirs())}
     for k in DATASETS:
-        d = next((d/k for d in data_dirs() if (d/k).is_dir()), None)
-        info[f'data: {k}'] = 'present' if d else 'missing'
+        found = any(f.is_file() for d in data_dirs() if (d/k).is_dir()
+                    for f in (d/k).iterdir())
+        info[f'data: {k}'] = 'present' if found else 'missing'
     return info

@@ -27,7 +27,8 @@ def test_unknown_command_is_one_clear_line():
 
 
 def test_env_reports_versions_and_data(tmp_path):
-    (tmp_path/'gpt2').mkdir()
+    (tmp_path/'gpt2').mkdir(); (tmp_path/'gpt2'/'vocab.bpe').write_text('x')
+    (tmp_path/'austen').mkdir()  # an empty folder is not a data set
     env = os.environ | {'LLMBOOK_DATA': str(tmp_path)}
     r = llmbook('env', '--json', env=env)
     assert r.returncode == 0, r.stderr
