@@ -896,7 +896,7 @@ def train_cli(a) -> int:
                 compile=True if a.compile else None)
     cfg = replace(cfg, **{k: v for k, v in over.items() if v is not None})
     if a.threads: set_threads(a.threads)
-    out = Path(a.out or Path('runs')/a.preset)
+    out = Path(a.out or Path('out')/a.preset)
     t = Trainer(cfg, load_run_texts(a.text), out, resume=a.resume,
                 force=a.force, device=a.device, stop_after=a.stop_after,
                 progress=not a.quiet, command=_command(a)).fit()
