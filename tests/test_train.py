@@ -1,5 +1,5 @@
 """`llmbook train` / `llmbook generate`: resume, interruption, bad input, and the committed run."""
-import contextlib, hashlib, io, json, math, os, signal, subprocess, sys, time, warnings
+import contextlib, hashlib, io, json, math, shlex, os, signal, subprocess, sys, time, warnings
 from pathlib import Path
 import pytest, torch
 
@@ -202,8 +202,10 @@ def test_nan_loss_stops_before_the_update_and_keeps_last(text, tmp_path, monkeyp
 def test_committed_run_reproduces_its_first_steps(tmp_path):
     "Re-run the command recorded in runs/austen-tiny for 6 steps; match the logged losses."
     run = ROOT/'runs'/'austen-tiny'
-    cmd = json.loads((run/'run.json').read_text())['sessions'][0]['command'].split()
-    assert cmd[:2] == ['llmbook', 'train'] and '--out' not in cmd
+    cmd = shlex.split(json.loads((run/'run.json').read_text())['sessions'][0]['command'])
+    assert cmd[:2] == ['llmbook', 'train']
+    if '--out' in cmd:  # re-run into a scratch folder, not over the committed run
+        i = cmd.index('--out'); del cmd[i:i + 2]
     r = subprocess.run([*cmd, '--out', str(tmp_path/'re'), '--stop-after', '6', '--quiet'],
                        capture_output=True, text=True, cwd=tmp_path,
                        env=os.environ | {'OMP_NUM_THREADS': '1'})
