@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'command', 'nb_to_markdown', 'make_parser', 'main', 'cli_reference']
 
-# %% ../nbs/99_cli.ipynb #a573435a
+# %% ../nbs/99_cli.ipynb #82ff502b
 import argparse, json, re, sys
 from pathlib import Path
 from .core import *
 
-# %% ../nbs/99_cli.ipynb #d4f4821e
+# %% ../nbs/99_cli.ipynb #d98eaebb
 COMMANDS = {}
 
 def command(name:str, help:str, example:str=''):
@@ -20,7 +20,7 @@ def command(name:str, help:str, example:str=''):
         return f
     return deco
 
-# %% ../nbs/99_cli.ipynb #e6ea5782
+# %% ../nbs/99_cli.ipynb #89406416
 @command('env', 'show versions, device, threads and the data sets present',
          'llmbook env')
 def _env(p):
@@ -32,20 +32,103 @@ def _env(p):
         for k, v in info.items(): print(f"{k:<{w}}  {v}")
     return run
 
-# %% ../nbs/99_cli.ipynb #0cd54d46
+# %% ../nbs/99_cli.ipynb #02dd198e
+@command('train', 'train a model from a preset, resumably',
+         'llmbook train --preset austen-tiny')
+def _train(p):
+    p.add_argument('--preset', required=True,
+                   help='austen-tiny or austen-15m (see llmbook.train.PRESETS)')
+    p.add_argument('--steps', type=int, help="the run's total optimizer steps")
+    p.add_argument('--out', help='run folder (default out/PRESET)')
+    p.add_argument('--resume', action='store_true',
+                   help='continue the run in --out from its last checkpoint')
+    p.add_argument('--force', action='store_true',
+                   help='replace a run already in --out')
+    p.add_argument('--device', help='cpu, cuda, mps or auto (default auto)')
+    p.add_argument('--text', nargs='+', metavar='FILE',
+                   help='train on these .txt files/folders, not Austen')
+    p.add_argument('--seed', type=int, help="override the preset's seed")
+    p.add_argument('--set', nargs='+', action='extend', metavar='KEY=VALUE',
+                   help='override preset fields, e.g. --set max_lr=1e-3')
+    p.add_argument('--bf16', action='store_true',
+                   help='bfloat16 autocast for the forward pass')
+    p.add_argument('--compile', action='store_true', help='torch.compile')
+    p.add_argument('--threads', type=int, help='torch CPU threads')
+    p.add_argument('--stop-after', type=int, metavar='N',
+                   help='stop (saving) after N steps of this session')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    def run(a):
+        from llmbook.train import train_cli
+        if code := train_cli(a): sys.exit(code)
+    return run
+
+# %% ../nbs/99_cli.ipynb #470887ce
+@command('generate', 'write text with a trained checkpoint',
+         'llmbook generate --ckpt out/austen-tiny --prompt "It is a truth"')
+def _generate(p):
+    p.add_argument('--ckpt', required=True,
+                   help='a run folder (its best checkpoint) or a checkpoint')
+    p.add_argument('--prompt', default='', help='text to continue')
+    p.add_argument('--max-new-tokens', type=int, default=100,
+                   help='tokens to generate')
+    p.add_argument('--temperature', type=float, default=0.8,
+                   help='sampling temperature')
+    p.add_argument('--top-k', type=int, default=50, help='sample from the k '
+                   'most likely tokens (0: all)')
+    p.add_argument('--top-p', type=float, help='nucleus sampling threshold')
+    p.add_argument('--seed', type=int, default=0, help='sampling seed')
+    p.add_argument('--device', default='cpu', help='cpu, cuda, mps or auto')
+    def run(a):
+        from llmbook.train import generate_cli
+        generate_cli(a)
+    return run
+
+# %% ../nbs/99_cli.ipynb #2778f13e
+@command('export-hf', 'write a checkpoint as a Hugging Face model folder',
+         'llmbook export-hf --ckpt out/austen-tiny --out hf/austen-tiny')
+def _export_hf(p):
+    p.add_argument('--ckpt', required=True,
+                   help='a run folder (its best checkpoint) or a checkpoint')
+    p.add_argument('--out', required=True, help='the folder to create')
+    p.add_argument('--which', default='best', choices=['best', 'last'],
+                   help="which checkpoint of a run folder")
+    p.add_argument('--force', action='store_true',
+                   help='replace --out if it exists')
+    def run(a):
+        from llmbook.interop import export_checkpoint
+        print(export_checkpoint(a.ckpt, a.out, a.which, a.force))
+    return run
+
+# %% ../nbs/99_cli.ipynb #931cf429
+@command('bench', 'time training, decoding and tokenizers against peers',
+         'llmbook bench --quick --out runs/bench/my-machine.txt')
+def _bench(p):
+    p.add_argument('--quick', action='store_true',
+                   help='smaller model and corpus (same as --size quick)')
+    p.add_argument('--size', default='full', choices=['full', 'quick', 'toy'],
+                   help='full: the 15M model and all of Austen')
+    p.add_argument('--threads', type=int, help='torch and tokenizers threads')
+    p.add_argument('--device', help='cpu, cuda, mps or auto (default auto)')
+    p.add_argument('--out', help='also write the report to this file')
+    def run(a):
+        from llmbook.bench import bench_cli
+        bench_cli(a)
+    return run
+
+# %% ../nbs/99_cli.ipynb #be19ba5c
 def _md_cell(src:str) -> str:
     "Markdown for GitHub: drop Quarto-only labels and callout fences."
     src = re.sub(r'\s*\{#(sec|fig|tbl)-[\w-]+\}', '', src)
     src = re.sub(r'@sec-([\w-]+)', lambda m: m.group(1).replace('-', ' '), src)
     return '\n'.join(l for l in src.splitlines() if not l.startswith(':::'))
 
-# %% ../nbs/99_cli.ipynb #46fffd99
+# %% ../nbs/99_cli.ipynb #ad4e45e0
 def _hidden(src:str) -> bool:
     "Is a code cell hidden from the reader (`#| hide`, `#| echo: false`)?"
     d = [l.replace(' ', '') for l in src.splitlines() if l.startswith('#|')]
     return any(o in ('#|hide', '#|echo:false', '#|include:false') for o in d)
 
-# %% ../nbs/99_cli.ipynb #6cae98cf
+# %% ../nbs/99_cli.ipynb #e3fca891
 def nb_to_markdown(nb_path:Path|str) -> str:
     "GitHub markdown from a notebook: markdown, visible code and text outputs."
     nb, out = json.loads(Path(nb_path).read_text()), []
@@ -62,7 +145,7 @@ def nb_to_markdown(nb_path:Path|str) -> str:
             'edit the notebook, not this file. -->')
     return head + '\n\n' + '\n\n'.join(out).strip() + '\n'
 
-# %% ../nbs/99_cli.ipynb #b06ea00f
+# %% ../nbs/99_cli.ipynb #94bb45ae
 @command('readme', 'regenerate README.md from nbs/index.ipynb (or --check it)',
          'llmbook readme --check')
 def _readme(p):
@@ -77,7 +160,7 @@ def _readme(p):
             sys.exit(f"{out} is stale: run `llmbook readme` and commit it")
     return run
 
-# %% ../nbs/99_cli.ipynb #7378bdd6
+# %% ../nbs/99_cli.ipynb #2db27d53
 def make_parser() -> argparse.ArgumentParser:
     "The `llmbook` argument parser with every registered sub-command."
     p = argparse.ArgumentParser(prog='llmbook',
@@ -88,7 +171,7 @@ def make_parser() -> argparse.ArgumentParser:
         sp.set_defaults(run=c['setup'](sp))
     return p
 
-# %% ../nbs/99_cli.ipynb #99107c11
+# %% ../nbs/99_cli.ipynb #56dab3fc
 def main(argv:list[str]|None=None):
     "Entry point of the `llmbook` console script."
     p = make_parser()
@@ -99,7 +182,7 @@ def main(argv:list[str]|None=None):
         sys.exit(f"llmbook {a.cmd}: error: {e}")
     return 0
 
-# %% ../nbs/99_cli.ipynb #3b5721ee
+# %% ../nbs/99_cli.ipynb #6de0abd2
 def _opts(sp:argparse.ArgumentParser) -> list[str]:
     "One markdown table row per option of a sub-parser."
     rows = []
@@ -111,7 +194,7 @@ def _opts(sp:argparse.ArgumentParser) -> list[str]:
         rows.append(f"| `{name}` | {a.help or ''} | {default} |")
     return rows
 
-# %% ../nbs/99_cli.ipynb #a9f79c3d
+# %% ../nbs/99_cli.ipynb #9cb75c72
 def cli_reference() -> str:
     "Markdown reference of every command, option and default, with examples."
     p, out = make_parser(), []
