@@ -630,7 +630,7 @@ def _save(self:Trainer, which:str='last'):
         save_checkpoint(self.out/which, self.st.unwrap(self.raw), self.cfg,
                         self.out/'tokenizer.txt', self.step, self.opt,
                         self.gen, extra)
-        if which == 'last': self._last_saved = self.step
+    if which == 'last' and self.out: self._last_saved = self.step  # all ranks
     self.st.barrier()
 Trainer._save = _save
 
@@ -888,7 +888,9 @@ def _command(a) -> str:
     return shlex.join(out)
 
 # %% ../nbs/07_training.ipynb #78c981d5
-def train_cli(a) -> int:
+def train_cli(a, # parsed `llmbook train` arguments
+              strategy=None, # e.g. chapter 8's DDPStrategy (None: one process)
+             ) -> int:
     "Run `llmbook train` from parsed arguments."
     cfg = parse_overrides(get_preset(a.preset), a.set)
     over = dict(steps=a.steps, seed=a.seed,
@@ -898,10 +900,12 @@ def train_cli(a) -> int:
     if a.threads: set_threads(a.threads)
     out = Path(a.out or Path('out')/a.preset)
     t = Trainer(cfg, load_run_texts(a.text), out, resume=a.resume,
-                force=a.force, device=a.device, stop_after=a.stop_after,
-                progress=not a.quiet, command=_command(a)).fit()
-    print(f"step {t.step}/{cfg.steps}: best val loss {t.best_val:.4f} at "
-          f"step {t.best_step}; run in {out}")
+                force=a.force, strategy=strategy, device=a.device,
+                stop_after=a.stop_after, progress=not a.quiet,
+                command=_command(a)).fit()
+    if t.st.is_main:
+        print(f"step {t.step}/{cfg.steps}: best val loss {t.best_val:.4f} "
+              f"at step {t.best_step}; run in {out}")
     if t.interrupted:
         print(f"interrupted: saved {out/'last'}; continue with --resume",
               file=sys.stderr)
