@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'LAUNCH_OPTS', 'command', 'relaunch', 'nb_to_markdown', 'make_parser', 'main', 'cli_reference']
 
-# %% ../nbs/99_cli.ipynb #08bd0203
+# %% ../nbs/99_cli.ipynb #093a5bf8
 import argparse, json, os, re, subprocess, sys
 from pathlib import Path
 from .core import *
 
-# %% ../nbs/99_cli.ipynb #cc9b500c
+# %% ../nbs/99_cli.ipynb #7b101c1b
 COMMANDS = {}
 
 def command(name:str, help:str, example:str=''):
@@ -20,7 +20,7 @@ def command(name:str, help:str, example:str=''):
         return f
     return deco
 
-# %% ../nbs/99_cli.ipynb #3ffe4962
+# %% ../nbs/99_cli.ipynb #927b0ebc
 @command('env', 'show versions, device, threads and the data sets present',
          'llmbook env')
 def _env(p):
@@ -32,7 +32,7 @@ def _env(p):
         for k, v in info.items(): print(f"{k:<{w}}  {v}")
     return run
 
-# %% ../nbs/99_cli.ipynb #30a945cb
+# %% ../nbs/99_cli.ipynb #339bd884
 @command('train', 'train a model from a preset, resumably',
          'llmbook train --preset austen-tiny')
 def _train(p):
@@ -65,6 +65,9 @@ def _train(p):
                    help='this machine, 0 .. nnodes-1 (0 hosts the rendezvous)')
     p.add_argument('--rdzv-endpoint', metavar='HOST:PORT',
                    help="machine 0's address and a free port (--nnodes > 1)")
+    p.add_argument('--strategy', choices=('ddp', 'fsdp'),
+                   help='with several processes: ddp (default; replicated '
+                   'weights) or fsdp (sharded weights, FSDP2)')
     def run(a):
         if max(a.nproc, a.nnodes) > 1 and 'RANK' not in os.environ:
             if code := relaunch(a): sys.exit(code)
@@ -73,7 +76,7 @@ def _train(p):
         if code := train_cli(a, _rank_strategy(a)): sys.exit(code)
     return run
 
-# %% ../nbs/99_cli.ipynb #bd0b0773
+# %% ../nbs/99_cli.ipynb #b51b82ce
 LAUNCH_OPTS = ('--nproc', '--nnodes', '--node-rank', '--rdzv-endpoint')
 
 def _rank_argv(argv:list[str]) -> list[str]:
@@ -94,14 +97,15 @@ def relaunch(a:argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 def _rank_strategy(a:argparse.Namespace):
-    "DDP inside a torchrun job (gloo for --device cpu), else None: 1 process."
-    if 'RANK' not in os.environ: return None
-    from llmbook.parallel import DDPStrategy
-    st = DDPStrategy(backend='gloo' if a.device == 'cpu' else None)
+    "--strategy in a torchrun job (gloo for --device cpu), else None."
+    if 'RANK' not in os.environ: return None  # one process
+    from llmbook.parallel import make_strategy
+    st = make_strategy(a.strategy or 'ddp',
+                       backend='gloo' if a.device == 'cpu' else None)
     a.quiet = a.quiet or not st.is_main  # one progress bar
     return st
 
-# %% ../nbs/99_cli.ipynb #2bdf1f10
+# %% ../nbs/99_cli.ipynb #8992f998
 @command('generate', 'write text with a trained checkpoint',
          'llmbook generate --ckpt out/austen-tiny --prompt "It is a truth"')
 def _generate(p):
@@ -122,7 +126,42 @@ def _generate(p):
         generate_cli(a)
     return run
 
-# %% ../nbs/99_cli.ipynb #605db882
+# %% ../nbs/99_cli.ipynb #6520df56
+@command('finetune', 'fine-tune a pretrained run: spam classification or '
+         'instruction following, resumably',
+         'llmbook finetune classify --base runs/austen-tiny --out runs/spam')
+def _finetune(p):
+    p.add_argument('task', choices=['classify', 'instruct'],
+                   help='classify: SMS spam; instruct: instruction pairs')
+    p.add_argument('--base', help='pretrained run or checkpoint (llmbook '
+                   'train); not needed with --resume')
+    p.add_argument('--out', required=True, help='run folder to write')
+    p.add_argument('--train', help='what to train: all or lora; classify '
+                   'also last or head (default all)')
+    p.add_argument('--steps', type=int, help="the run's total optimizer steps")
+    p.add_argument('--bs', type=int, help='examples per step')
+    p.add_argument('--lr', type=float,
+                   help='peak learning rate (default 1e-3; lora 5e-3)')
+    p.add_argument('--max-len', type=int,
+                   help='tokens per example; longer ones are cut and counted')
+    p.add_argument('--seed', type=int, help='split, data order and head seed')
+    p.add_argument('--data', metavar='FILE', help='other data: an SMS-style '
+                   'label<TAB>text file or an instruction JSON list')
+    p.add_argument('--resume', action='store_true',
+                   help='continue the run in --out from its last checkpoint')
+    p.add_argument('--force', action='store_true',
+                   help='replace a run already in --out')
+    p.add_argument('--device', help='cpu, cuda, mps or auto (default auto)')
+    p.add_argument('--threads', type=int, help='torch CPU threads')
+    p.add_argument('--stop-after', type=int, metavar='N',
+                   help='stop (saving) after N steps of this session')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    def run(a):
+        from llmbook.instruct import finetune_cli
+        if code := finetune_cli(a): sys.exit(code)
+    return run
+
+# %% ../nbs/99_cli.ipynb #a383c02f
 @command('export-hf', 'write a checkpoint as a Hugging Face model folder',
          'llmbook export-hf --ckpt out/austen-tiny --out hf/austen-tiny')
 def _export_hf(p):
@@ -138,7 +177,7 @@ def _export_hf(p):
         print(export_checkpoint(a.ckpt, a.out, a.which, a.force))
     return run
 
-# %% ../nbs/99_cli.ipynb #b74c3fca
+# %% ../nbs/99_cli.ipynb #4153045e
 @command('bench', 'time training, decoding and tokenizers against peers',
          'llmbook bench --quick --out runs/bench/my-machine.txt')
 def _bench(p):
@@ -154,20 +193,20 @@ def _bench(p):
         bench_cli(a)
     return run
 
-# %% ../nbs/99_cli.ipynb #399de7c7
+# %% ../nbs/99_cli.ipynb #501fbaf0
 def _md_cell(src:str) -> str:
     "Markdown for GitHub: drop Quarto-only labels and callout fences."
     src = re.sub(r'\s*\{#(sec|fig|tbl)-[\w-]+\}', '', src)
     src = re.sub(r'@sec-([\w-]+)', lambda m: m.group(1).replace('-', ' '), src)
     return '\n'.join(l for l in src.splitlines() if not l.startswith(':::'))
 
-# %% ../nbs/99_cli.ipynb #04b4a15b
+# %% ../nbs/99_cli.ipynb #3bc17d10
 def _hidden(src:str) -> bool:
     "Is a code cell hidden from the reader (`#| hide`, `#| echo: false`)?"
     d = [l.replace(' ', '') for l in src.splitlines() if l.startswith('#|')]
     return any(o in ('#|hide', '#|echo:false', '#|include:false') for o in d)
 
-# %% ../nbs/99_cli.ipynb #1577ecd3
+# %% ../nbs/99_cli.ipynb #5490f152
 def nb_to_markdown(nb_path:Path|str) -> str:
     "GitHub markdown from a notebook: markdown, visible code and text outputs."
     nb, out = json.loads(Path(nb_path).read_text()), []
@@ -184,7 +223,7 @@ def nb_to_markdown(nb_path:Path|str) -> str:
             'edit the notebook, not this file. -->')
     return head + '\n\n' + '\n\n'.join(out).strip() + '\n'
 
-# %% ../nbs/99_cli.ipynb #a12fcddf
+# %% ../nbs/99_cli.ipynb #4b68f87b
 @command('readme', 'regenerate README.md from nbs/index.ipynb (or --check it)',
          'llmbook readme --check')
 def _readme(p):
@@ -199,7 +238,7 @@ def _readme(p):
             sys.exit(f"{out} is stale: run `llmbook readme` and commit it")
     return run
 
-# %% ../nbs/99_cli.ipynb #54e8eeb3
+# %% ../nbs/99_cli.ipynb #9717bd31
 def make_parser() -> argparse.ArgumentParser:
     "The `llmbook` argument parser with every registered sub-command."
     p = argparse.ArgumentParser(prog='llmbook',
@@ -210,7 +249,7 @@ def make_parser() -> argparse.ArgumentParser:
         sp.set_defaults(run=c['setup'](sp))
     return p
 
-# %% ../nbs/99_cli.ipynb #127743d9
+# %% ../nbs/99_cli.ipynb #3ff0631c
 def main(argv:list[str]|None=None):
     "Entry point of the `llmbook` console script."
     p = make_parser()
@@ -222,7 +261,7 @@ def main(argv:list[str]|None=None):
         sys.exit(f"llmbook {a.cmd}: error: {e}")
     return 0
 
-# %% ../nbs/99_cli.ipynb #885ad508
+# %% ../nbs/99_cli.ipynb #efac88f9
 def _opts(sp:argparse.ArgumentParser) -> list[str]:
     "One markdown table row per option of a sub-parser."
     rows = []
@@ -234,7 +273,7 @@ def _opts(sp:argparse.ArgumentParser) -> list[str]:
         rows.append(f"| `{name}` | {a.help or ''} | {default} |")
     return rows
 
-# %% ../nbs/99_cli.ipynb #a3de55f0
+# %% ../nbs/99_cli.ipynb #d6bcb1d5
 def cli_reference() -> str:
     "Markdown reference of every command, option and default, with examples."
     p, out = make_parser(), []
@@ -250,5 +289,5 @@ def cli_reference() -> str:
         if c['example']: out += ['```bash', c['example'], '```', '']
     return '\n'.join(out)
 
-# %% ../nbs/99_cli.ipynb #9895d253
+# %% ../nbs/99_cli.ipynb #f3c8baa8
 if __name__ == '__main__' and Path(sys.argv[0]).stem == 'cli': main()

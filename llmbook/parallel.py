@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 from .core import *
 from .model import GPT, GPTConfig, CONFIGS, count_params
+from .train import SingleProcess
 
 # %% ../nbs/08_parallelism.ipynb #969d6615
 LAUNCH_ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
@@ -754,7 +755,7 @@ def count_saved(model:nn.Module):
     for h in hooks: h.remove()
 
 # %% ../nbs/08_parallelism.ipynb #40f6450d
-class DDPStrategy:
+class DDPStrategy(SingleProcess):
     "Data parallel training with PyTorch's DistributedDataParallel."
     def __init__(self, backend:str|None=None, # None: nccl on CUDA, else gloo
                  timeout:float=60): # seconds before a stuck collective fails
@@ -800,12 +801,21 @@ def _fully_shard():
         from torch.distributed._composable.fsdp import fully_shard
     return fully_shard
 
+def _tied_names(model:nn.Module) -> list[list[str]]:
+    "Groups of names that share one parameter (tied embeddings)."
+    by_id = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(p), []).append(n)
+    return [sorted(ns) for ns in by_id.values() if len(ns) > 1]
+
 class FSDPStrategy(DDPStrategy):
     "Fully sharded data parallel (ZeRO-3) with FSDP2's `fully_shard`."
+    sample_on_all_ranks = True  # the sharded model runs on all ranks or none
     def setup(self, model:nn.Module) -> nn.Module:
         "Shard every block, then the rest (embeddings, norm, output layer)."
         fully_shard = _fully_shard()
         model = model.to(self.device)
+        self.ties = _tied_names(model)
         for blk in model.blocks: fully_shard(blk)
         fully_shard(model)
         return model
@@ -824,6 +834,38 @@ class FSDPStrategy(DDPStrategy):
             StateDictOptions, get_model_state_dict)
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return get_model_state_dict(model, options=opts)
+
+    def full_state(self, model:nn.Module, opt) -> tuple[dict, dict]:
+        "Full weights and optimizer tensors on rank 0 (every rank calls it)."
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions, get_optimizer_state_dict)
+        sd, osd = self.state_dict(model), {'state': {}, 'param_groups': []}
+        if opt.state:  # (before the first step DCP would take one to fill it)
+            osd = get_optimizer_state_dict(model, opt, options=StateDictOptions(
+                full_state_dict=True, cpu_offload=True))
+        if not self.is_main: return {}, {}
+        for names in self.ties:  # one tensor under every tied name
+            for n in names[1:]: sd[n] = sd[names[0]]
+        fqns = [n for g in osd['param_groups'] for n in g['params']]
+        return sd, {f'opt.{i}.{k}': torch.as_tensor(v).detach().clone()
+                    for i, n in enumerate(fqns)  # chapter 7's numbering
+                    for k, v in osd['state'].get(n, {}).items()}
+
+    def load_full_state(self, model:nn.Module, opt, ts:dict):
+        "Shard the saved optimizer tensors (the weights came before `setup`)."
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions, set_optimizer_state_dict)
+        name = {id(p): n for n, p in model.named_parameters()}
+        groups = [g | {'params': [name[id(p)] for p in g['params']]}
+                  for g in opt.param_groups]
+        fqns, st = [n for g in groups for n in g['params']], {}
+        for k, v in ts.items():
+            if k.startswith('opt.'):
+                _, i, key = k.split('.', 2)
+                st.setdefault(fqns[int(i)], {})[key] = v
+        if not st: return  # saved before the first step
+        set_optimizer_state_dict(model, opt, {'state': st, 'param_groups':
+            groups}, options=StateDictOptions(full_state_dict=True))
 
 # %% ../nbs/08_parallelism.ipynb #d0bec676
 STRATEGIES = {'ddp': DDPStrategy, 'fsdp': FSDPStrategy}

@@ -86,6 +86,7 @@ def lr_at(step:int, # optimizer step, 0-based
 class SingleProcess:
     "Training strategy for one process on one device."
     rank, world, is_main = 0, 1, True
+    sample_on_all_ranks = False  # True: every rank runs the model to sample
     def __init__(self, device:str|None=None): # 'cpu', 'cuda', ... or 'auto'
         self.device = get_device(device)
     def setup(self, model:nn.Module) -> nn.Module: return model.to(self.device)
@@ -94,6 +95,12 @@ class SingleProcess:
     def barrier(self): pass
     def unwrap(self, model:nn.Module) -> nn.Module: return model
     def no_sync(self, model:nn.Module): return nullcontext()
+    def full_state(self, model:nn.Module, opt): # every rank calls it
+        "What a checkpoint saves: the model (or full weights), the optimizer."
+        return self.unwrap(model), opt
+    def load_full_state(self, model:nn.Module, opt, ts:dict): # every rank
+        "Restore the optimizer tensors of a checkpoint."
+        _load_optim(opt, ts)
 
 # %% ../nbs/07_training.ipynb #4090bc82
 def autocast(device:torch.device, # where the forward pass runs
@@ -270,12 +277,20 @@ def _replace_dir(tmp:Path, dst:Path):
     shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/07_training.ipynb #4979f694
+def _save_weights(sd:dict[str, Tensor], path:Path):
+    "Save full weights as `save_model` does: a tied tensor once, aliased."
+    names = {}
+    for k in sorted(sd): names.setdefault(sd[k].data_ptr(), []).append(k)
+    alias = {a: ks[0] for ks in names.values() for a in ks[1:]}
+    save_file({k: v.contiguous() for k, v in sd.items() if k not in alias},
+              str(path), metadata=alias or None)
+
 def save_checkpoint(path:Path|str, # folder to (re)write, e.g. run/'last'
-                    model:nn.Module, # unwrapped model
+                    model:nn.Module|dict, # unwrapped model or full weights
                     cfg:TrainConfig, # the run's config
                     tokenizer_file:Path|str, # copied into the folder
                     step:int=0, # optimizer steps done
-                    opt=None, # optimizer whose state to keep
+                    opt=None, # optimizer (or its tensors) to keep
                     gen:torch.Generator|None=None, # data generator
                     extra:dict|None=None, # more JSON for meta.json
                    ) -> Path:
@@ -284,8 +299,11 @@ def save_checkpoint(path:Path|str, # folder to (re)write, e.g. run/'last'
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.'))
     try:
-        save_model(model, str(tmp/'model.safetensors'))
-        ts = (_optim_tensors(opt) if opt else {})
+        f = tmp/'model.safetensors'
+        if isinstance(model, dict): _save_weights(model, f)
+        else: save_model(model, str(f))
+        ts = (opt if isinstance(opt, dict) else _optim_tensors(opt) if opt
+              else {})
         save_file(ts | (_rng_tensors(gen) if gen else {}),
                   str(tmp/'state.safetensors'))
         shutil.copy(tokenizer_file, tmp/'tokenizer.txt')
@@ -562,7 +580,7 @@ def _build(self:Trainer):
                               (0.9, c.beta2))
     self.gen = torch.Generator().manual_seed(c.seed)
     if self.saved_state is not None:
-        _load_optim(self.opt, self.saved_state)
+        self.st.load_full_state(self.model, self.opt, self.saved_state)
         _set_rng(self.saved_state, self.gen)
     self.fpt = flops_per_token(model_config(c, self.tok.vocab_size))
     self.peak = matmul_peak(self.st.device, c.dtype, n=256 if in_test()
@@ -621,14 +639,15 @@ Trainer._evaluate = _evaluate
 
 # %% ../nbs/07_training.ipynb #5ef64b09
 def _save(self:Trainer, which:str='last'):
-    "Checkpoint into `out/which` (main rank only)."
+    "Checkpoint into `out/which` (gathered on every rank, main rank writes)."
+    if self.out: weights, opt = self.st.full_state(self.raw, self.opt)
     if self.out and self.st.is_main:
         extra = dict(best_val=self.best_val, best_step=self.best_step,
                      lr=lr_at(self.step, self.cfg.max_lr, self.cfg.min_lr,
                               self.cfg.warmup, self.cfg.steps),
                      tokens_seen=self.step * self.cfg.tokens_per_step)
-        save_checkpoint(self.out/which, self.st.unwrap(self.raw), self.cfg,
-                        self.out/'tokenizer.txt', self.step, self.opt,
+        save_checkpoint(self.out/which, weights, self.cfg,
+                        self.out/'tokenizer.txt', self.step, opt,
                         self.gen, extra)
     if which == 'last' and self.out: self._last_saved = self.step  # all ranks
     self.st.barrier()
@@ -645,7 +664,8 @@ Trainer._log = _log
 # %% ../nbs/07_training.ipynb #26eedb10
 def _maybe_sample(self:Trainer):
     "Write a sample at the configured steps."
-    if self.step not in self.cfg.sample_steps or not self.st.is_main: return
+    if self.step not in self.cfg.sample_steps: return
+    if not (self.st.is_main or self.st.sample_on_all_ranks): return
     text = _sample(self.st.unwrap(self.raw), self.tok, self.cfg.sample_tokens,
                    self.st.device)
     self._log(dict(step=self.step, text=text), 'samples.jsonl')

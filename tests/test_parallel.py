@@ -148,3 +148,34 @@ def test_llmbook_train_bad_launch_options_fail_before_work(tmp_path):
     with pytest.raises(SystemExit, match='needs a rendezvous endpoint'):
         main(['train', '--preset', 'austen-tiny', '--nproc', '2', '--nnodes', '2', '--out', str(tmp_path/'x')])
     assert not (tmp_path/'x').exists()
+
+
+@pytest.mark.filterwarnings('ignore:no Project Gutenberg')
+def test_llmbook_train_fsdp_resumed_follows_one_process(tmp_path):
+    "`--strategy fsdp` on 2 ranks, stopped and resumed, against 1 process; checkpoints interchangeable."
+    from llmbook.cli import main
+    from llmbook.data import load_austen
+    from llmbook.train import load_checkpoint
+    from safetensors.torch import load_file
+    text = tmp_path/'austen.txt'
+    text.write_text(load_austen(1342)['Pride and Prejudice'][:20_000])
+    args = ['train', '--preset', 'austen-tiny', '--steps', '4', '--text', str(text), '--quiet', '--device', 'cpu',
+            '--set', 'eval_every=2', 'eval_batches=1', 'ckpt_every=4', 'sample_steps=[2]', 'sample_tokens=8']
+    fsdp = ['llmbook', *args, '--out', str(tmp_path/'two'), '--nproc', '2', '--strategy', 'fsdp']
+    main(args + ['--out', str(tmp_path/'one')])
+    for extra in (['--stop-after', '2'], ['--resume']):  # sample, best and last saved by every rank
+        r = subprocess.run(fsdp + extra, capture_output=True, text=True, timeout=120,
+                           env=os.environ | {'OMP_NUM_THREADS': '1'})
+        assert r.returncode == 0, r.stderr[-3000:]
+    one, two = _metrics(tmp_path/'one'), _metrics(tmp_path/'two')
+    assert [m['step'] for m in one] == [m['step'] for m in two] == list(range(5))
+    for a, b in zip(one, two):
+        for k in ('loss', 'val_loss', 'grad_norm'):
+            if a[k] is not None: assert abs(a[k] - b[k]) < 1e-4, (a['step'], k, a[k], b[k])
+    assert (tmp_path/'one'/'samples.jsonl').read_text() == (tmp_path/'two'/'samples.jsonl').read_text()
+    for f in ('model', 'state'):  # same files, same tensors (optimizer state included)
+        t1, t2 = (load_file(tmp_path/d/'last'/f'{f}.safetensors') for d in ('one', 'two'))
+        assert sorted(t1) == sorted(t2)
+        assert max((t1[k].double() - t2[k].double()).abs().max().item()
+                   for k in t1 if not k.startswith('rng.')) < 1e-4
+    load_checkpoint(tmp_path/'two')  # one process reads the FSDP run's checkpoint
