@@ -6,11 +6,12 @@
 __all__ = ['INSTR_URL', 'INSTR_SHA256', 'INSTR_FILE', 'PREAMBLE', 'IGNORE', 'LORA_TARGETS', 'FT_FORMAT', 'TASK_DEFAULTS',
            'load_instructions', 'format_prompt', 'split_instructions', 'encode_instructions', 'collate_instructions',
            'instruct_loss', 'rouge_tokens', 'lcs_len', 'rouge_l', 'train_instruct', 'eval_instruct', 'respond',
-           'score_responses', 'FinetuneConfig', 'build_model', 'task_data', 'task_fns', 'load_finetuned',
+           'score_responses', 'FinetuneConfig', 'build_model', 'task_data', 'task_fns', 'load_finetuned', 'sigint_flag',
            'finetune_run', 'cli_config', 'finetune_cli']
 
 # %% ../nbs/10_instructions.ipynb #3e640570
-import json, random, re, sys, time
+import json, random, re, signal, sys, threading, time
+from contextlib import contextmanager
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch
@@ -321,6 +322,20 @@ def _start(base, out, fc, data_path, resume):
     return build_model(b, fc), tok, cfg, 0, None, None, base
 
 # %% ../nbs/10_instructions.ipynb #dab1093a
+@contextmanager
+def sigint_flag(flag:list, # a first Ctrl-C appends True to it
+               ):
+    "While inside, Ctrl-C asks the loop to stop; a second one interrupts."
+    if threading.current_thread() is not threading.main_thread():
+        yield; return
+    def handler(sig, frame):
+        if flag: raise KeyboardInterrupt
+        flag.append(True)
+    old = signal.signal(signal.SIGINT, handler)
+    try: yield
+    finally: signal.signal(signal.SIGINT, old)
+
+# %% ../nbs/10_instructions.ipynb #cbda653d
 def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)
                  out:Path|str, # run folder to write
                  fc:FinetuneConfig, # the settings
@@ -347,6 +362,7 @@ def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)
                    dict(command=command, start_step=start)])
     (out/'run.json').write_text(json.dumps(run, indent=1))
     best = [best if best is not None else float('inf')]
+    stop = []  # a first Ctrl-C appends to it; the loop saves and stops
     def save(which, step):
         save_checkpoint(out/which, model, cfg, out/'tokenizer.txt', step, opt,
             extra=dict(format=FT_FORMAT, finetune=asdict(fc), base=str(base),
@@ -364,15 +380,17 @@ def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)
         _jsonl(out/'metrics.jsonl', rec)
         if step % fc.ckpt_every == 0 or step == fc.steps: save('last', step)
         if bar: bar.update(); bar.set_postfix(loss=f'{loss:.3f}')
-        if stop_after and step - start >= stop_after:
+        if stop or (stop_after and step - start >= stop_after):
             save('last', step); return True
-    finetune(model, batch_loss, len(data['train']) if fc.task == 'instruct'
-             else len(data['train'][0]), fc.steps, fc.bs, fc.lr,
-             fc.weight_decay, fc.warmup, seed=fc.seed, start=start, opt=opt,
-             on_step=on_step)
+    with sigint_flag(stop):
+        finetune(model, batch_loss, len(data['train']) if fc.task ==
+                 'instruct' else len(data['train'][0]), fc.steps, fc.bs,
+                 fc.lr, fc.weight_decay, fc.warmup, seed=fc.seed,
+                 start=start, opt=opt, on_step=on_step)
     if bar: bar.close()
     step = json.loads((out/'metrics.jsonl').read_text().splitlines()[-1])
-    run |= dict(step=step['step'], best_val_loss=best[0])
+    run |= dict(step=step['step'], best_val_loss=best[0],
+                interrupted=bool(stop))
     run['sessions'][-1]['end_step'] = step['step']
     if step['step'] == fc.steps: run['test'] = evaluate('test')
     (out/'run.json').write_text(json.dumps(run, indent=1))
@@ -408,6 +426,7 @@ def finetune_cli(a) -> int:
     print(f"step {run['step']}/{fc.steps}: best val loss "
           f"{run['best_val_loss']:.4f}; test {test}; run in {a.out}")
     if run['step'] < fc.steps:
-        print(f"stopped: saved {Path(a.out)/'last'}; continue with --resume",
+        why = 'interrupted' if run['interrupted'] else 'stopped'
+        print(f"{why}: saved {Path(a.out)/'last'}; continue with --resume",
               file=sys.stderr)
-    return 0
+    return 130 if run['interrupted'] else 0

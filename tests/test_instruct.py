@@ -159,3 +159,27 @@ def test_cli_finetune_runs_refuses_and_resumes(base, tmp_path, capsys):
     with pytest.raises(SystemExit, match='does not apply to instruct'):
         main(['finetune', 'instruct', '--base', str(base), '--out', str(tmp_path/'y'),
               '--train', 'head', '--quiet'])
+
+
+def test_ctrl_c_saves_and_resumes(base, tmp_path):
+    "SIGINT a real `llmbook finetune`: it saves `last`, exits 130, and --resume goes on."
+    import signal, subprocess, time
+    out = tmp_path/'int'
+    args = ['llmbook', 'finetune', 'classify', '--base', str(base), '--out', str(out),
+            '--steps', '5000', '--bs', '2', '--max-len', '40', '--quiet']
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 60:
+        m = out/'metrics.jsonl'
+        if m.exists() and len(m.read_text().splitlines()) > 2: break
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and 'interrupted' in err and 'Traceback' not in err, err
+    run = json.loads((out/'run.json').read_text())
+    k = json.loads((out/'last'/'meta.json').read_text())['step']
+    assert run['interrupted'] and run['step'] == k >= 2
+    r = subprocess.run(['llmbook', 'finetune', 'classify', '--out', str(out), '--resume',
+                        '--steps', str(k + 2), '--quiet'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out/'run.json').read_text())['step'] == k + 2
