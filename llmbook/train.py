@@ -899,6 +899,7 @@ def load_run_texts(paths:list[str]|None) -> dict[str, str]:
 def _command(a) -> str:
     "The `llmbook train` command line that `a` was parsed from."
     import shlex
+    if getattr(a, 'argv', None): return shlex.join(['llmbook', *a.argv])
     out = ['llmbook', 'train']
     for k, v in vars(a).items():
         if k in ('cmd', 'run') or v in (None, False): continue
