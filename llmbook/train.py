@@ -390,6 +390,15 @@ def _git(*args) -> str|None:
         return r.stdout.strip() if r.returncode == 0 else None
     except Exception: return None
 
+def _dirty(out:Path) -> bool|None:
+    "Are tracked files changed, apart from the run's own folder `out`?"
+    top = _git('rev-parse', '--show-toplevel')
+    st = _git('status', '--porcelain', '--untracked-files=no')
+    if top is None or st is None: return None
+    try: own = Path(out).resolve().relative_to(top).as_posix() + '/'
+    except ValueError: own = None
+    return any(not (own and l[3:].startswith(own)) for l in st.splitlines())
+
 def hardware() -> dict:
     "What a run ran on, as `llmbook env` reports it, plus the CPU model."
     info = {k: v for k, v in env_info().items()
@@ -769,7 +778,7 @@ def _write_run(self:Trainer, t0:float, start:int):
     p = self.out/'run.json'
     run = json.loads(p.read_text()) if p.exists() else dict(
         config=asdict(self.cfg), git_commit=_git('rev-parse', 'HEAD'),
-        git_dirty=bool(_git('status', '--porcelain', '--untracked-files=no')),
+        git_dirty=_dirty(self.out),
         hardware=hardware(), peak_flops=self.peak, sessions=[])
     run['sessions'].append(dict(command=self.command, start_step=start,
         started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0))))
