@@ -397,7 +397,8 @@ def _dirty(out:Path) -> bool|None:
     if top is None or st is None: return None
     try: own = Path(out).resolve().relative_to(top).as_posix() + '/'
     except ValueError: own = None
-    return any(not (own and l[3:].startswith(own)) for l in st.splitlines())
+    paths = [l[2:].lstrip() for l in st.splitlines()]  # 'XY path' lines
+    return any(not (own and p.startswith(own)) for p in paths)
 
 def hardware() -> dict:
     "What a run ran on, as `llmbook env` reports it, plus the CPU model."
