@@ -409,6 +409,7 @@ def hardware() -> dict:
         names = [l.split(':', 1)[1].strip() for l in cpu.read_text()
                  .splitlines() if l.startswith('model name')]
         if names: info['cpu'] = names[0]
+    if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name()
     return info
 
 # %% ../nbs/07_training.ipynb #40ea1dad
@@ -593,8 +594,9 @@ def _build(self:Trainer):
         self.st.load_full_state(self.model, self.opt, self.saved_state)
         _set_rng(self.saved_state, self.gen)
     self.fpt = flops_per_token(model_config(c, self.tok.vocab_size))
+    n = 4096 if torch.device(self.st.device).type == 'cuda' else 512
     self.peak = matmul_peak(self.st.device, c.dtype, n=256 if in_test()
-                            else 512, seconds=0.05 if in_test() else 0.3)
+                            else n, seconds=0.05 if in_test() else 0.3)
 Trainer._build = _build
 
 # %% ../nbs/07_training.ipynb #dcd3538d
@@ -870,8 +872,8 @@ PRESETS = {
         n_layer=8, n_head=6, d_model=384, context_len=256, vocab_size=4096,
         dropout=0.1, bs=32, max_lr=1e-3, min_lr=1e-4, warmup=200,
         steps=5000, weight_decay=0.1, eval_every=250, eval_batches=16,
-        ckpt_every=250, sample_steps=(0, 500, 1000, 2000, 5000),
-        sample_tokens=128),
+        ckpt_every=250, sample_tokens=256,
+        sample_steps=(0, 250, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000)),
 }
 
 def get_preset(name:str) -> TrainConfig:
