@@ -6,12 +6,11 @@
 __all__ = ['INSTR_URL', 'INSTR_SHA256', 'INSTR_FILE', 'PREAMBLE', 'IGNORE', 'LORA_TARGETS', 'FT_FORMAT', 'TASK_DEFAULTS',
            'load_instructions', 'format_prompt', 'split_instructions', 'encode_instructions', 'collate_instructions',
            'instruct_loss', 'rouge_tokens', 'lcs_len', 'rouge_l', 'train_instruct', 'eval_instruct', 'respond',
-           'score_responses', 'FinetuneConfig', 'build_model', 'task_data', 'task_fns', 'load_finetuned', 'sigint_flag',
+           'score_responses', 'FinetuneConfig', 'build_model', 'task_data', 'task_fns', 'load_finetuned',
            'finetune_run', 'cli_config', 'finetune_cli']
 
 # %% ../nbs/10_instructions.ipynb #3e640570
-import json, random, re, signal, sys, threading, time
-from contextlib import contextmanager
+import json, random, re, sys, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch
@@ -28,7 +27,7 @@ from .lora import apply_lora, param_counts
 from .tokenizer import BPETokenizer
 from .train import (TrainConfig, model_config, config_from_dict,
     save_checkpoint, find_checkpoint, check_out_dir, make_optimizer,
-    _read_meta, _load_optim)
+    sigint_flag, _read_meta, _load_optim)
 import pandas as pd
 from safetensors.torch import load_file, load_model
 
@@ -320,20 +319,6 @@ def _start(base, out, fc, data_path, resume):
     b, tok, cfg, _ = load_base(base)
     tok.save(out/'tokenizer.txt')
     return build_model(b, fc), tok, cfg, 0, None, None, base
-
-# %% ../nbs/10_instructions.ipynb #dab1093a
-@contextmanager
-def sigint_flag(flag:list, # a first Ctrl-C appends True to it
-               ):
-    "While inside, Ctrl-C asks the loop to stop; a second one interrupts."
-    if threading.current_thread() is not threading.main_thread():
-        yield; return
-    def handler(sig, frame):
-        if flag: raise KeyboardInterrupt
-        flag.append(True)
-    old = signal.signal(signal.SIGINT, handler)
-    try: yield
-    finally: signal.signal(signal.SIGINT, old)
 
 # %% ../nbs/10_instructions.ipynb #cbda653d
 def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)

