@@ -27,7 +27,7 @@ from .lora import apply_lora, param_counts
 from .tokenizer import BPETokenizer
 from .train import (TrainConfig, model_config, config_from_dict,
     save_checkpoint, find_checkpoint, check_out_dir, make_optimizer,
-    sigint_flag, _read_meta, _load_optim)
+    sigint_flag, _read_meta, _load_optim, _truncate_log)
 import pandas as pd
 from safetensors.torch import load_file, load_model
 
@@ -298,13 +298,6 @@ def load_finetuned(path:Path|str, which:str='last',
 def _jsonl(path:Path, rec:dict):
     with open(path, 'a') as f: f.write(json.dumps(rec) + '\n')
 
-def _truncate(path:Path, step:int):
-    "Drop log lines after `step` (a resumed run rewrites them)."
-    if not path.exists(): return
-    keep = [l for l in path.read_text().splitlines()
-            if json.loads(l)['step'] <= step]
-    path.write_text(''.join(l + '\n' for l in keep))
-
 def _start(base, out, fc, data_path, resume):
     "Model, tokenizer, base config, step, best, optimizer tensors, base."
     if resume:
@@ -313,7 +306,7 @@ def _start(base, out, fc, data_path, resume):
         if fc_s != fc: raise ValueError(f"--resume with other settings than "
             f"the saved run ({asdict(saved)}); only --steps may change")
         cfg = config_from_dict(st['config'])
-        _truncate(out/'metrics.jsonl', st['step'])
+        _truncate_log(out/'metrics.jsonl', st['step'])
         return (model, tok, cfg, st['step'], st.get('best_val'), st['tensors'],
                 base or st.get('base'))
     b, tok, cfg, _ = load_base(base)
