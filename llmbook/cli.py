@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'LAUNCH_OPTS', 'command', 'relaunch', 'nb_to_markdown', 'make_parser', 'main', 'cli_reference']
 
-# %% ../nbs/99_cli.ipynb #093a5bf8
+# %% ../nbs/99_cli.ipynb #046e319d
 import argparse, json, os, re, subprocess, sys
 from pathlib import Path
 from .core import *
 
-# %% ../nbs/99_cli.ipynb #7b101c1b
+# %% ../nbs/99_cli.ipynb #881e5097
 COMMANDS = {}
 
 def command(name:str, help:str, example:str=''):
@@ -20,7 +20,7 @@ def command(name:str, help:str, example:str=''):
         return f
     return deco
 
-# %% ../nbs/99_cli.ipynb #927b0ebc
+# %% ../nbs/99_cli.ipynb #779f2469
 @command('env', 'show versions, device, threads and the data sets present',
          'llmbook env')
 def _env(p):
@@ -32,7 +32,7 @@ def _env(p):
         for k, v in info.items(): print(f"{k:<{w}}  {v}")
     return run
 
-# %% ../nbs/99_cli.ipynb #339bd884
+# %% ../nbs/99_cli.ipynb #0f3a57d7
 @command('train', 'train a model from a preset, resumably',
          'llmbook train --preset austen-tiny')
 def _train(p):
@@ -76,7 +76,7 @@ def _train(p):
         if code := train_cli(a, _rank_strategy(a)): sys.exit(code)
     return run
 
-# %% ../nbs/99_cli.ipynb #b51b82ce
+# %% ../nbs/99_cli.ipynb #a2492e26
 LAUNCH_OPTS = ('--nproc', '--nnodes', '--node-rank', '--rdzv-endpoint')
 
 def _rank_argv(argv:list[str]) -> list[str]:
@@ -105,7 +105,27 @@ def _rank_strategy(a:argparse.Namespace):
     a.quiet = a.quiet or not st.is_main  # one progress bar
     return st
 
-# %% ../nbs/99_cli.ipynb #8992f998
+# %% ../nbs/99_cli.ipynb #7f621866
+@command('ablate', "train Llama, GPT-2 and each of Llama's parts swapped "
+         "for GPT-2's, at one budget", 'llmbook ablate --out runs/ablation')
+def _ablate(p):
+    p.add_argument('--steps', type=int, help='steps per run (default 400)')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1],
+                   help='one run per variant and seed (default 0 1)')
+    p.add_argument('--variants', nargs='+', metavar='NAME',
+                   help='some of llmbook.train.VARIANTS (default all)')
+    p.add_argument('--text', nargs='+', metavar='FILE',
+                   help='train on these .txt files/folders, not Austen')
+    p.add_argument('--out', default='out/ablation', help='folder for the log')
+    p.add_argument('--threads', type=int, help='torch CPU threads')
+    p.add_argument('--force', action='store_true',
+                   help='replace an ablation already in --out')
+    def run(a):
+        from llmbook.train import ablate_cli
+        ablate_cli(a)
+    return run
+
+# %% ../nbs/99_cli.ipynb #4e1b6efd
 @command('generate', 'write text with a trained checkpoint',
          'llmbook generate --ckpt out/austen-tiny --prompt "It is a truth"')
 def _generate(p):
@@ -126,7 +146,7 @@ def _generate(p):
         generate_cli(a)
     return run
 
-# %% ../nbs/99_cli.ipynb #6520df56
+# %% ../nbs/99_cli.ipynb #b20bde96
 @command('finetune', 'fine-tune a pretrained run: spam classification or '
          'instruction following, resumably',
          'llmbook finetune classify --base runs/austen-tiny --out runs/spam')
@@ -161,7 +181,7 @@ def _finetune(p):
         if code := finetune_cli(a): sys.exit(code)
     return run
 
-# %% ../nbs/99_cli.ipynb #a383c02f
+# %% ../nbs/99_cli.ipynb #c0f8fe09
 @command('export-hf', 'write a checkpoint as a Hugging Face model folder',
          'llmbook export-hf --ckpt out/austen-tiny --out hf/austen-tiny')
 def _export_hf(p):
@@ -177,7 +197,7 @@ def _export_hf(p):
         print(export_checkpoint(a.ckpt, a.out, a.which, a.force))
     return run
 
-# %% ../nbs/99_cli.ipynb #4153045e
+# %% ../nbs/99_cli.ipynb #f4539e8c
 @command('bench', 'time training, decoding and tokenizers against peers',
          'llmbook bench --quick --out runs/bench/my-machine.txt')
 def _bench(p):
@@ -193,20 +213,20 @@ def _bench(p):
         bench_cli(a)
     return run
 
-# %% ../nbs/99_cli.ipynb #501fbaf0
+# %% ../nbs/99_cli.ipynb #61a09a69
 def _md_cell(src:str) -> str:
     "Markdown for GitHub: drop Quarto-only labels and callout fences."
     src = re.sub(r'\s*\{#(sec|fig|tbl)-[\w-]+\}', '', src)
     src = re.sub(r'@sec-([\w-]+)', lambda m: m.group(1).replace('-', ' '), src)
     return '\n'.join(l for l in src.splitlines() if not l.startswith(':::'))
 
-# %% ../nbs/99_cli.ipynb #3bc17d10
+# %% ../nbs/99_cli.ipynb #9e439efd
 def _hidden(src:str) -> bool:
     "Is a code cell hidden from the reader (`#| hide`, `#| echo: false`)?"
     d = [l.replace(' ', '') for l in src.splitlines() if l.startswith('#|')]
     return any(o in ('#|hide', '#|echo:false', '#|include:false') for o in d)
 
-# %% ../nbs/99_cli.ipynb #5490f152
+# %% ../nbs/99_cli.ipynb #becce10c
 def nb_to_markdown(nb_path:Path|str) -> str:
     "GitHub markdown from a notebook: markdown, visible code and text outputs."
     nb, out = json.loads(Path(nb_path).read_text()), []
@@ -223,7 +243,7 @@ def nb_to_markdown(nb_path:Path|str) -> str:
             'edit the notebook, not this file. -->')
     return head + '\n\n' + '\n\n'.join(out).strip() + '\n'
 
-# %% ../nbs/99_cli.ipynb #4b68f87b
+# %% ../nbs/99_cli.ipynb #8dda822c
 @command('readme', 'regenerate README.md from nbs/index.ipynb (or --check it)',
          'llmbook readme --check')
 def _readme(p):
@@ -238,7 +258,7 @@ def _readme(p):
             sys.exit(f"{out} is stale: run `llmbook readme` and commit it")
     return run
 
-# %% ../nbs/99_cli.ipynb #9717bd31
+# %% ../nbs/99_cli.ipynb #965f4966
 def make_parser() -> argparse.ArgumentParser:
     "The `llmbook` argument parser with every registered sub-command."
     p = argparse.ArgumentParser(prog='llmbook',
@@ -249,7 +269,7 @@ def make_parser() -> argparse.ArgumentParser:
         sp.set_defaults(run=c['setup'](sp))
     return p
 
-# %% ../nbs/99_cli.ipynb #3ff0631c
+# %% ../nbs/99_cli.ipynb #1b45f99b
 def main(argv:list[str]|None=None):
     "Entry point of the `llmbook` console script."
     p = make_parser()
@@ -261,7 +281,7 @@ def main(argv:list[str]|None=None):
         sys.exit(f"llmbook {a.cmd}: error: {e}")
     return 0
 
-# %% ../nbs/99_cli.ipynb #efac88f9
+# %% ../nbs/99_cli.ipynb #8606a300
 def _opts(sp:argparse.ArgumentParser) -> list[str]:
     "One markdown table row per option of a sub-parser."
     rows = []
@@ -273,7 +293,7 @@ def _opts(sp:argparse.ArgumentParser) -> list[str]:
         rows.append(f"| `{name}` | {a.help or ''} | {default} |")
     return rows
 
-# %% ../nbs/99_cli.ipynb #d6bcb1d5
+# %% ../nbs/99_cli.ipynb #88e8a424
 def cli_reference() -> str:
     "Markdown reference of every command, option and default, with examples."
     p, out = make_parser(), []
@@ -289,5 +309,5 @@ def cli_reference() -> str:
         if c['example']: out += ['```bash', c['example'], '```', '']
     return '\n'.join(out)
 
-# %% ../nbs/99_cli.ipynb #f3c8baa8
+# %% ../nbs/99_cli.ipynb #749f55f4
 if __name__ == '__main__' and Path(sys.argv[0]).stem == 'cli': main()

@@ -238,3 +238,41 @@ def test_gpu_run_reproduces_its_first_steps_on_cpu(tmp_path):
     # measured, against 0.023 that one step changes the loss by (a step off would fail)
     assert abs(ref[1]['loss'] - ref[2]['loss']) > 0.02
     for a, b in zip(ours[1:], ref[1:]): assert abs(a['loss'] - b['loss']) < 0.01, (a, b)
+
+
+def test_ablate_writes_its_log_and_keeps_an_existing_one(tmp_path, text):
+    out = tmp_path/'abl'
+    args = ['ablate', '--steps', 3, '--seeds', 0, '--variants', 'llama', 'gpt2',
+            '--text', text, '--out', out, '--threads', 1]
+    code, stdout, err = cli(*args)
+    assert code == 0, err
+    meta, runs = lt.read_ablation(out)
+    assert sorted(runs) == [('gpt2', 0), ('llama', 0)]
+    assert meta['command'].startswith('llmbook ablate --steps 3') and meta['seeds'] == [0]
+    assert meta['config']['steps'] == 3 and meta['duration_s'] > 0 and 'hardware' in meta
+    assert [r['step'] for r in runs['llama', 0][1]] == [0, 1, 2, 3]
+    assert runs['llama', 0][0] != runs['gpt2', 0][0]  # parameter counts differ
+    before = snapshot(out)
+    code, _, err = cli(*args)  # a second time: refused, nothing lost
+    one_line_error(code, err, 'already holds an ablation', '--force')
+    assert snapshot(out) == before
+    code, _, err = cli(*args[:-4], '--variants', 'llama', 'tanh', '--out', tmp_path/'b')
+    one_line_error(code, err, "'tanh'", 'valid:', 'llama + GELU MLP')
+    assert not (tmp_path/'b').exists()
+
+
+def test_committed_ablation_reproduces_its_first_steps():
+    "Re-train two of runs/ablation's variants for 5 steps; match the logged losses."
+    meta, runs = lt.read_ablation(ROOT/'runs'/'ablation')
+    assert meta['git_commit'] and meta['git_dirty'] is False
+    assert meta['command'].startswith('llmbook ablate')
+    cfg = lt.config_from_dict(meta['config'])
+    again = lt.ablate(cfg, seeds=(0,), names=['llama', 'gpt2'], stop_after=5)
+    for k, (n, hist) in again.items():
+        assert n == runs[k][0]
+        ref = runs[k][1][:6]
+        assert [r['step'] for r in hist] == [r['step'] for r in ref] == list(range(6))
+        for a, b in zip(hist, ref):
+            for key in ('loss', 'val_loss'):
+                if b[key] is not None:
+                    assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), (k, key, a, b)
