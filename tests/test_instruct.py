@@ -1,6 +1,7 @@
 """Instruction data, masking, ROUGE-L against rouge-score, and `finetune` runs (llmbook.instruct)."""
 import json, random
 from pathlib import Path
+from procs import sigint_once_logged
 import pytest, torch
 from llmbook.instruct import *
 from llmbook.train import TrainConfig, Trainer
@@ -163,18 +164,12 @@ def test_cli_finetune_runs_refuses_and_resumes(base, tmp_path, capsys):
 
 def test_ctrl_c_saves_and_resumes(base, tmp_path):
     "SIGINT a real `llmbook finetune`: it saves `last`, exits 130, and --resume goes on."
-    import signal, subprocess, time
+    import subprocess
     out = tmp_path/'int'
     args = ['llmbook', 'finetune', 'classify', '--base', str(base), '--out', str(out),
             '--steps', '5000', '--bs', '2', '--max-len', '40', '--quiet']
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t0 = time.time()
-    while time.time() - t0 < 60:
-        m = out/'metrics.jsonl'
-        if m.exists() and len(m.read_text().splitlines()) > 2: break
-        time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    err = sigint_once_logged(p, out/'metrics.jsonl', 2)
     assert p.returncode == 130 and 'interrupted' in err and 'Traceback' not in err, err
     run = json.loads((out/'run.json').read_text())
     k = json.loads((out/'last'/'meta.json').read_text())['step']

@@ -1,6 +1,7 @@
 """`llmbook train` / `llmbook generate`: resume, interruption, bad input, and the committed run."""
-import contextlib, hashlib, io, json, math, shlex, os, signal, subprocess, sys, time, warnings
+import contextlib, hashlib, io, json, math, shlex, os, subprocess, sys, warnings
 from pathlib import Path
+from procs import sigint_once_logged
 import pytest, torch
 
 import llmbook.train as lt
@@ -93,13 +94,7 @@ def test_ctrl_c_saves_and_resume_matches(text, tmp_path):
     out = tmp_path/'int'
     p = subprocess.Popen(['llmbook', 'train', '--out', str(out), *args], stderr=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    t0 = time.time()
-    while time.time() - t0 < 60:
-        m = out/'metrics.jsonl'
-        if m.exists() and len(m.read_text().splitlines()) > 3: break
-        time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    err = sigint_once_logged(p, out/'metrics.jsonl', 3)
     assert p.returncode == 130 and 'interrupted' in err and 'Traceback' not in err, err
     k = json.loads((out/'last'/'meta.json').read_text())['step']
     assert k >= 3 and [s for s, _ in log(out)] == list(range(k + 1))
