@@ -6,7 +6,7 @@
 __all__ = ['COMMANDS', 'LAUNCH_OPTS', 'command', 'relaunch', 'nb_to_markdown', 'make_parser', 'main', 'cli_reference']
 
 # %% ../nbs/99_cli.ipynb #046e319d
-import argparse, json, os, re, subprocess, sys
+import argparse, configparser, json, os, re, subprocess, sys
 from pathlib import Path
 from .core import *
 
@@ -215,8 +215,9 @@ def _bench(p):
 
 # %% ../nbs/99_cli.ipynb #61a09a69
 def _md_cell(src:str) -> str:
-    "Markdown for GitHub: drop Quarto-only labels and callout fences."
+    "Markdown for GitHub: drop Quarto-only labels, classes and callout fences."
     src = re.sub(r'\s*\{#(sec|fig|tbl)-[\w-]+\}', '', src)
+    src = re.sub(r'\s*\{(\.unnumbered|-)\}', '', src)
     src = re.sub(r'@sec-([\w-]+)', lambda m: m.group(1).replace('-', ' '), src)
     return '\n'.join(l for l in src.splitlines() if not l.startswith(':::'))
 
@@ -227,12 +228,19 @@ def _hidden(src:str) -> bool:
     return any(o in ('#|hide', '#|echo:false', '#|include:false') for o in d)
 
 # %% ../nbs/99_cli.ipynb #becce10c
-def nb_to_markdown(nb_path:Path|str) -> str:
+_H1 = re.compile(r'\A\s*(?:# [^\n]*|[^\n]+\n=+[ \t]*)(?:\n|\Z)')
+
+def nb_to_markdown(nb_path:Path|str, # the notebook
+                   title:str|None=None, # replaces the first markdown H1
+                   ) -> str:
     "GitHub markdown from a notebook: markdown, visible code and text outputs."
     nb, out = json.loads(Path(nb_path).read_text()), []
     for c in nb['cells']:
         src = ''.join(c['source'])
-        if c['cell_type'] == 'markdown': out.append(_md_cell(src))
+        if c['cell_type'] == 'markdown':
+            if title and _H1.match(src):   # the README's own heading
+                src, title = _H1.sub(title + '\n', src), None
+            out.append(_md_cell(src))
         if c['cell_type'] != 'code' or _hidden(src): continue
         code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|'))
         out.append(f"```python\n{code}\n```")
@@ -244,6 +252,13 @@ def nb_to_markdown(nb_path:Path|str) -> str:
     return head + '\n\n' + '\n\n'.join(out).strip() + '\n'
 
 # %% ../nbs/99_cli.ipynb #8dda822c
+def _readme_title(ini='settings.ini') -> str:
+    "`# name` and `> description` from nbdev's settings.ini."
+    cfg = configparser.ConfigParser(delimiters=['='])
+    cfg.read(ini, encoding='utf-8')
+    d = cfg['DEFAULT']
+    return f"# {d['lib_name']}\n\n> {d['description']}."
+
 @command('readme', 'regenerate README.md from nbs/index.ipynb (or --check it)',
          'llmbook readme --check')
 def _readme(p):
@@ -252,7 +267,7 @@ def _readme(p):
     p.add_argument('--check', action='store_true',
                    help='fail if the file differs instead of writing it')
     def run(a):
-        md, out = nb_to_markdown(a.nb), Path(a.out)
+        md, out = nb_to_markdown(a.nb, _readme_title()), Path(a.out)
         if not a.check: out.write_text(md); return
         if not out.exists() or out.read_text() != md:
             sys.exit(f"{out} is stale: run `llmbook readme` and commit it")

@@ -149,3 +149,207 @@ def check_modules(root):
 
 
 ALL_CHECKS = [check_listed, check_refs, check_h1, check_code_width, check_outputs, check_modules]
+
+
+# ---- What the render showed (issue #13): checks that stand in for Quarto + LaTeX ----
+
+import ast
+from html.parser import HTMLParser
+
+MAX_OUT = 88     # monospace characters that fit the A4 text block at \small
+MAX_TABLE = 80   # estimated characters of a table row (cells + 2 per column)
+RICH = ('image/png', 'image/svg+xml', 'text/html', 'text/markdown', 'text/latex')
+FM_LINE = re.compile(r'^-\s+\S.*:.*\S\s*$')      # nbdev's `- key: value` front matter
+
+
+def _directives(s):
+    return {l[2:].strip().split(':')[0].split()[0] for l in s.splitlines()
+            if l.startswith('#|') and l[2:].strip()}
+
+
+def _title_cell(nb):
+    "Index of the markdown cell nbdev turns into front matter (its first H1), or None."
+    for i, c in enumerate(cells(nb)):
+        if c['cell_type'] == 'markdown' and re.search(r'^#\s+\S', src(c), re.M): return i
+    return None
+
+
+def check_title_cells(root):
+    "Title cells hold only the H1, one `>` line and `- key: value` lines, with skip_showdoc."
+    probs = []
+    for nb in notebooks(root):
+        cs = cells(nb)
+        if nb.name == 'index.ipynb':
+            # The preface keeps a real heading (so it can be unnumbered): no H1 for nbdev to eat.
+            raw = [src(c) for c in cs if c['cell_type'] == 'raw']
+            if not raw or not re.search(r'^skip_showdoc:\s*true\s*$', raw[0], re.M):
+                probs.append("index.ipynb: needs a raw front-matter cell with skip_showdoc: true")
+            first_md = next((src(c) for c in cs if c['cell_type'] == 'markdown'), '')
+            if not re.match(r'^Preface \{\.unnumbered\}\n=+\n', first_md):
+                probs.append("index.ipynb: must open with the setext heading 'Preface {.unnumbered}'")
+            if _title_cell(nb) is not None:
+                probs.append("index.ipynb: an ATX H1 would be eaten by nbdev's front matter step")
+            continue
+        i = _title_cell(nb)
+        if i is None: probs.append(f"{nb.name}: no title cell (a markdown cell with an H1)"); continue
+        if any(c['cell_type'] == 'markdown' for c in cs[:i]):
+            probs.append(f"{nb.name}: a markdown cell comes before the title cell")
+        lines = [l for l in src(cs[i]).splitlines() if l.strip()]
+        if not lines[0].startswith('# '): probs.append(f"{nb.name}: the title cell must start with its H1")
+        quotes = [l for l in lines[1:] if l.startswith('>')]
+        if len(quotes) > 1: probs.append(f"{nb.name}: the description must be one `>` line (nbdev keeps only the first)")
+        other = [l for l in lines[1:] if not l.startswith('>') and not FM_LINE.match(l)]
+        for l in other: probs.append(f"{nb.name}: title cell holds text nbdev would delete: {l[:60]!r}")
+        if '- skip_showdoc: true' not in lines:
+            probs.append(f"{nb.name}: title cell lacks '- skip_showdoc: true' (nbdev would execute cells at docs time)")
+    return probs
+
+
+def _has(tree, types): return any(isinstance(n, types) for n in ast.walk(tree))
+
+
+def check_imports(root):
+    "No cell mixes imports with other code: nbdev would re-execute it at docs time."
+    probs = []
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            s = src(c)
+            if c['cell_type'] != 'code' or not s.strip(): continue
+            d = _directives(s)
+            if d & {'export', 'exports', 'exporti', 'exec_doc'}: continue   # run at docs time anyway
+            if re.search(r'^#\|\s*eval:\s*false', s, re.M): continue
+            try: tree = ast.parse('\n'.join(l for l in s.splitlines() if not l.lstrip().startswith(('%', '!'))))
+            except SyntaxError: probs.append(f"{nb.name} cell {i}: does not parse"); continue
+            if _has(tree, (ast.Import, ast.ImportFrom)) and _has(tree, (ast.Expr, ast.Assign)):
+                probs.append(f"{nb.name} cell {i}: mixes imports with other code; give the imports a cell of their own")
+    return probs
+
+
+def _shown(s):
+    "Is a code cell's output shown on the page?"
+    d = [l.replace(' ', '') for l in s.splitlines() if l.startswith('#|')]
+    return not any(o in ('#|hide', '#|include:false', '#|output:false') for o in d)
+
+
+def _asis(s): return bool(re.search(r'^#\|\s*output:\s*asis', s, re.M))
+
+
+def _verbatim_texts(c):
+    "Outputs the PDF prints as verbatim text: streams, and plain results with no richer form."
+    if _asis(src(c)): return   # printed markdown: it wraps like prose
+    for o in c.get('outputs', []):
+        if o.get('output_type') == 'stream': yield ''.join(o['text'])
+        elif 'data' in o and not any(k in o['data'] for k in RICH):
+            v = o['data'].get('text/plain', '')
+            yield ''.join(v) if isinstance(v, list) else v
+
+
+def check_output_width(root, width=MAX_OUT):
+    "Text outputs fit the page at \\small: at most 88 characters a line."
+    probs = []
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            if c['cell_type'] != 'code' or not _shown(src(c)): continue
+            for t in _verbatim_texts(c):
+                for l in t.splitlines():
+                    if len(l.expandtabs()) > width:
+                        probs.append(f"{nb.name} cell {i}: output line of {len(l)} chars: {l[:50]!r}...")
+    return probs
+
+
+class _Table(HTMLParser):
+    def __init__(self):
+        super().__init__(); self.rows, self.cell, self.spans = [], None, False
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == 'tr': self.rows.append([])
+        if tag in ('td', 'th'):
+            self.cell = ''
+            if int(a.get('rowspan') or 1) > 1 or int(a.get('colspan') or 1) > 1: self.spans = True
+    def handle_endtag(self, tag):
+        if tag in ('td', 'th') and self.cell is not None:
+            if not self.rows: self.rows.append([])
+            self.rows[-1].append(self.cell.strip()); self.cell = None
+    def handle_data(self, d):
+        if self.cell is not None: self.cell += d
+
+
+def table_width(html_text):
+    "(estimated characters per row, has row/column spans) of an HTML table."
+    t = _Table(); t.feed(html_text)
+    rows = [r for r in t.rows if r]
+    if not rows: return 0, t.spans
+    w = [0] * max(map(len, rows))
+    for r in rows:
+        for j, x in enumerate(r): w[j] = max(w[j], len(x))
+    return sum(w) + 2 * len(w), t.spans
+
+
+def check_tables(root, width=MAX_TABLE):
+    "Tables in outputs fit the page: no spanning cells (LaTeX \\multirow), about 80 characters wide."
+    probs = []
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            if c['cell_type'] != 'code' or not _shown(src(c)): continue
+            for o in c.get('outputs', []):
+                h = o.get('data', {}).get('text/html', '')
+                h = ''.join(h) if isinstance(h, list) else h
+                if '<table' not in h: continue
+                w, spans = table_width(h)
+                if spans: probs.append(f"{nb.name} cell {i}: table with spanning cells (a MultiIndex?): flatten it")
+                if w > width: probs.append(f"{nb.name} cell {i}: table about {w} characters wide (max {width}): transpose or split it")
+    return probs
+
+
+def _font_cmap(name):
+    "Code points of one of the DejaVu fonts that matplotlib ships (the PDF uses the same fonts)."
+    import matplotlib
+    from fontTools.ttLib import TTFont
+    f = Path(matplotlib.get_data_path())/'fonts'/'ttf'/name
+    return set(TTFont(f).getBestCmap())
+
+
+PROSE_FONT, MONO_FONT = 'DejaVuSerif.ttf', 'DejaVuSansMono.ttf'   # mainfont / monofont in _quarto.yml
+CODE_SPAN = re.compile(r'```.*?```|`[^`\n]*`', re.S)
+MATH = re.compile(r'\$\$.*?\$\$|\$[^$\n]+\$', re.S)
+
+
+def check_glyphs(root):
+    "Every character on the page is in the PDF's fonts: DejaVu Serif for prose, DejaVu Sans Mono for code."
+    prose_ok, mono_ok = _font_cmap(PROSE_FONT), _font_cmap(MONO_FONT)
+    probs = []
+    def bad(text, ok, where):
+        miss = sorted({ch for ch in text if ord(ch) not in ok and ch not in '\n\r\t'})
+        if miss: probs.append(f"{where}: characters the PDF font lacks: {' '.join(f'U+{ord(ch):04X}' for ch in miss)}")
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            s, where = src(c), f"{nb.name} cell {i}"
+            if c['cell_type'] == 'markdown':
+                bad(''.join(CODE_SPAN.findall(s)), mono_ok, where + ' (code)')
+                bad(MATH.sub('', CODE_SPAN.sub('', s)), prose_ok, where)
+            elif c['cell_type'] == 'code' and _shown(s):
+                if not _hidden(s): bad(s, mono_ok, where + ' (code)')
+                if _asis(s):
+                    t = ''.join(''.join(o.get('text', '')) for o in c.get('outputs', []))
+                    bad(''.join(CODE_SPAN.findall(t)), mono_ok, where + ' (output code)')
+                    bad(MATH.sub('', CODE_SPAN.sub('', t)), prose_ok, where + ' (output)')
+                bad(''.join(_verbatim_texts(c)), mono_ok, where + ' (output)')
+                for o in c.get('outputs', []):
+                    h = o.get('data', {}).get('text/html', '')
+                    bad(re.sub(r'<[^>]+>', '', ''.join(h) if isinstance(h, list) else h), prose_ok, where + ' (table)')
+    return probs
+
+
+def check_no_stderr(root):
+    "No warnings or other stderr stored in outputs: a reader would see them on the page."
+    probs = []
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            for o in c.get('outputs', []):
+                t = ''.join(o.get('text', '')) if o.get('output_type') == 'stream' else ''
+                if o.get('name') == 'stderr': probs.append(f"{nb.name} cell {i}: stderr stored: {t[:60]!r}")
+                elif re.search(r'\b\w*Warning: ', t): probs.append(f"{nb.name} cell {i}: a warning stored: {t[:60]!r}")
+    return probs
+
+
+ALL_CHECKS += [check_title_cells, check_imports, check_output_width, check_tables, check_glyphs, check_no_stderr]
