@@ -1,0 +1,36 @@
+"""Re-execute chapters in full (book) mode and store their outputs, as the book does.
+
+    python tests/execute_nb.py nbs/03_dataset.ipynb [more notebooks...]
+
+Runs every cell in a fresh IPython shell from inside `nbs/` (so `../runs/...` paths
+resolve), without IN_TEST, stops at the first error, writes the outputs into the
+notebook and runs nbdev_clean on it. Outputs must be seeded and free of timings that
+churn: diff the notebook afterwards and read what changed.
+"""
+import os, subprocess, sys, time
+from pathlib import Path
+
+
+def execute(nb:Path):
+    from execnb.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    nb = nb.resolve()
+    os.environ.pop('IN_TEST', None)
+    os.environ.setdefault('MPLBACKEND', 'Agg')
+    cwd = os.getcwd(); os.chdir(nb.parent)
+    try:
+        t0 = time.time()
+        book = read_nb(nb)
+        CaptureShell().run_all(book, exc_stop=True)
+        write_nb(book, nb)
+        print(f"{nb.name}: executed in {time.time() - t0:.0f} s", file=sys.stderr)
+    finally:
+        os.chdir(cwd)
+    subprocess.run(['nbdev_clean', '--fname', str(nb)], check=True)
+
+
+if __name__ == '__main__':
+    if len(sys.argv) < 2: sys.exit(__doc__)
+    if len(sys.argv) == 2: execute(Path(sys.argv[1]))
+    else:   # one process per notebook: no torch state leaks from one chapter to the next
+        for p in sys.argv[1:]: subprocess.run([sys.executable, __file__, p], check=True)
