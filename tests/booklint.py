@@ -137,6 +137,7 @@ def check_modules(root):
     for nb in notebooks(root):
         for c in cells(nb):
             if m := re.search(r'^#\|\s*default_exp\s+(\S+)', src(c), re.M): exp[m.group(1)] = nb.name
+            if m := re.search(r'^#\|\s*exports?i?\s+([\w.]+)\s*$', src(c), re.M): exp[m.group(1)] = nb.name
     probs = []
     for py in sorted((root/'llmbook').rglob('*.py')):
         mod = py.relative_to(root/'llmbook').with_suffix('').as_posix().replace('/', '.')
