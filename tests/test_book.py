@@ -109,3 +109,87 @@ def test_preface_chapter_map_names_every_module():
             if m := re.search(r'^#\|\s*default_exp\s+(\S+)', ''.join(c['source']), re.M):
                 exported.append('llmbook.' + m.group(1))
     assert mapped == exported
+
+
+# ---- the checks added for the rendered book (issue #13), each shown to bite ----
+
+def _title(nb_path, new_source):
+    nb = json.loads(nb_path.read_text())
+    i = bl._title_cell(nb_path)
+    nb['cells'][i]['source'] = new_source
+    nb_path.write_text(json.dumps(nb))
+
+
+def test_lint_catches_prose_in_the_title_cell(book):
+    _title(book/'nbs'/'03_dataset.ipynb',
+           '# Token datasets\n\n> One line.\n\n- skip_showdoc: true\n\nProse nbdev would delete.')
+    assert any('nbdev would delete' in p for p in bl.check_title_cells(book))
+
+
+def test_lint_catches_a_two_line_description_and_missing_skip_showdoc(book):
+    _title(book/'nbs'/'03_dataset.ipynb', '# Token datasets\n\n> One line,\n> and another.')
+    probs = bl.check_title_cells(book)
+    assert any('one `>` line' in p for p in probs)
+    assert any('skip_showdoc' in p for p in probs)
+
+
+def test_lint_catches_a_numbered_preface(book):
+    nb = json.loads((book/'nbs'/'index.ipynb').read_text())
+    nb['cells'] = [c for c in nb['cells'] if c['cell_type'] != 'raw']
+    nb['cells'][0]['source'] = '# Preface\n\nText.'
+    (book/'nbs'/'index.ipynb').write_text(json.dumps(nb))
+    probs = bl.check_title_cells(book)
+    assert any('raw front-matter' in p for p in probs) and any('eaten' in p for p in probs)
+
+
+def test_lint_catches_imports_mixed_with_code(book):
+    _add_cell(book/'nbs'/'00_core.ipynb', 'import os\nx = os.sep', 'code')
+    assert any('mixes imports' in p for p in bl.check_imports(book))
+    _add_cell(book/'nbs'/'01_data.ipynb', '#| exports\nimport os\nSEP = os.sep', 'code')
+    assert len(bl.check_imports(book)) == 1   # exported cells run at docs time anyway   # exported cells run at docs time anyway
+
+
+def test_lint_catches_wide_output_but_not_hidden_or_asis(book):
+    out = lambda n: [{'output_type': 'stream', 'name': 'stdout', 'text': ['z' * n + '\n']}]
+    before = bl.check_output_width(book)
+    _add_cell(book/'nbs'/'00_core.ipynb', 'print(1)', 'code', out(89))
+    _add_cell(book/'nbs'/'00_core.ipynb', '#| hide\nprint(1)', 'code', out(200))
+    _add_cell(book/'nbs'/'00_core.ipynb', '#| output: asis\nprint(1)', 'code', out(200))
+    _add_cell(book/'nbs'/'00_core.ipynb', 'print(1)', 'code', out(88))
+    assert len(bl.check_output_width(book)) == len(before) + 1
+
+
+def _html(h): return [{'output_type': 'execute_result', 'execution_count': None, 'metadata': {},
+                       'data': {'text/html': h, 'text/plain': 'df'}}]
+
+
+def test_lint_catches_wide_and_multirow_tables(book):
+    wide = '<table><tr>' + ''.join(f'<th>column_{i:02d}</th>' for i in range(9)) + '</tr></table>'
+    span = '<table><tr><th rowspan="2">a</th><td>1</td></tr><tr><td>2</td></tr></table>'
+    ok = '<table><tr><th>a</th><td>1</td></tr></table>'
+    before = set(bl.check_tables(book))
+    for h in (wide, span, ok): _add_cell(book/'nbs'/'00_core.ipynb', 'df', 'code', _html(h))
+    probs = set(bl.check_tables(book)) - before
+    assert len(probs) == 2
+    assert any('wide' in p for p in probs) and any('spanning' in p for p in probs)
+    test_w, spans = bl.table_width(wide)
+    assert test_w == 9 * len('column_00') + 2 * 9 and not spans
+
+
+def test_lint_catches_glyphs_the_fonts_lack(book):
+    _add_cell(book/'nbs'/'00_core.ipynb', 'Hugging Face `\U0001F917` and text \u2264 1.')
+    out = [{'output_type': 'stream', 'name': 'stdout', 'text': ['\u65e5\u672c\ufffd\n']}]
+    _add_cell(book/'nbs'/'00_core.ipynb', "s = '\\u65e5'", 'code', out)
+    probs = [p for p in bl.check_glyphs(book) if p.startswith('00_core')]
+    assert any('U+1F917' in p for p in probs)          # emoji in a code span
+    assert any('U+65E5' in p and '(output)' in p for p in probs)
+    assert not any('U+2264' in p or 'U+FFFD' in p for p in probs)   # DejaVu has these
+
+
+def test_lint_catches_stored_warnings(book):
+    err = [{'output_type': 'stream', 'name': 'stderr', 'text': ['careful\n']}]
+    warn = [{'output_type': 'stream', 'name': 'stdout', 'text': ['x.py:4: FutureWarning: y\n']}]
+    before = len(bl.check_no_stderr(book))
+    _add_cell(book/'nbs'/'00_core.ipynb', 'f()', 'code', err)
+    _add_cell(book/'nbs'/'00_core.ipynb', 'g()', 'code', warn)
+    assert len(bl.check_no_stderr(book)) == before + 2
