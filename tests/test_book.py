@@ -146,7 +146,7 @@ def test_lint_catches_imports_mixed_with_code(book):
     _add_cell(book/'nbs'/'00_core.ipynb', 'import os\nx = os.sep', 'code')
     assert any('mixes imports' in p for p in bl.check_imports(book))
     _add_cell(book/'nbs'/'01_data.ipynb', '#| exports\nimport os\nSEP = os.sep', 'code')
-    assert len(bl.check_imports(book)) == 1   # exported cells run at docs time anyway   # exported cells run at docs time anyway
+    assert len(bl.check_imports(book)) == 1   # exported cells run at docs time anyway
 
 
 def test_lint_catches_wide_output_but_not_hidden_or_asis(book):
