@@ -354,3 +354,81 @@ def check_no_stderr(root):
 
 
 ALL_CHECKS += [check_title_cells, check_imports, check_output_width, check_tables, check_glyphs, check_no_stderr]
+
+
+# ---- Figures (issue #16): counted, referenced, and at least half of them diagrams ----
+
+FIG_LABEL = re.compile(r'^#\|\s*label:\s*(fig-[\w-]+)', re.M)
+DRAW = ('diagram', 'box', 'arrow', 'grid')     # llmbook.figures' diagram helpers
+FIG_MIN = {'setup': 2, 'part': 4, 'appendix': 2}
+FIG_TOTAL = 70
+
+
+def _calls(tree):
+    return {n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+            for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and isinstance(n.func, (ast.Name, ast.Attribute))}
+
+
+def figures(nb_path):
+    "[(label, is_diagram)] for a notebook: a diagram is drawn with the diagram helpers."
+    cs = [c for c in cells(nb_path) if c['cell_type'] == 'code']
+    trees = []
+    for c in cs:
+        try: trees.append(ast.parse('\n'.join(l for l in src(c).splitlines() if not l.lstrip().startswith(('%', '!')))))
+        except SyntaxError: trees.append(ast.Module(body=[], type_ignores=[]))
+    drawers, grew = set(DRAW), True
+    while grew:   # functions of the chapter that draw with the helpers (or with such functions)
+        grew = False
+        for t in trees:
+            for f in ast.walk(t):
+                if isinstance(f, ast.FunctionDef) and f.name not in drawers and _calls(f) & drawers:
+                    drawers.add(f.name); grew = True
+    return [(m.group(1), bool(_calls(t) & drawers)) for c, t in zip(cs, trees)
+            for m in FIG_LABEL.finditer(src(c))]
+
+
+def chapter_kind(root, name):
+    "'setup', 'part', 'appendix' or None (preface, CLI reference): what the figure minimum is."
+    book = yaml.safe_load((Path(root)/'_quarto.yml').read_text())['book']
+    if name in book.get('appendices', []): return None if name == '99_cli.ipynb' else 'appendix'
+    for e in book.get('chapters', []):
+        if isinstance(e, dict) and name in e.get('chapters', []): return 'part'
+    return None if name == 'index.ipynb' else 'setup'
+
+
+def check_figure_refs(root):
+    "Every labelled figure has a caption and is referred to as @fig-... in the prose."
+    labels, refs = labels_and_refs(root)
+    refd = {r for _, r in refs}
+    probs = []
+    for nb in notebooks(root):
+        for c in cells(nb):
+            s = src(c)
+            for m in FIG_LABEL.finditer(s):
+                if m.group(1) not in refd: probs.append(f"{nb.name}: figure {m.group(1)} is never referred to (@{m.group(1)})")
+                if not re.search(r'^#\|\s*fig-cap:\s*\S', s, re.M): probs.append(f"{nb.name}: figure {m.group(1)} has no fig-cap")
+    return probs
+
+
+def figure_counts(root):
+    "{notebook: (figures, diagrams, minimum)} for every chapter in the book."
+    out = {}
+    for f in quarto_files(root):
+        figs = figures(Path(root)/'nbs'/f)
+        out[f] = (len(figs), sum(d for _, d in figs), FIG_MIN.get(chapter_kind(root, f), 0))
+    return out
+
+
+def check_figure_counts(root):
+    "Enough figures in every chapter, 70 in all, and at least half of them diagrams."
+    counts, probs = figure_counts(root), []
+    for f, (n, d, lo) in counts.items():
+        if n < lo: probs.append(f"{f}: {n} figures, fewer than {lo}")
+    n, d = sum(v[0] for v in counts.values()), sum(v[1] for v in counts.values())
+    if n < FIG_TOTAL: probs.append(f"the book has {n} figures, fewer than {FIG_TOTAL}")
+    if 2 * d < n: probs.append(f"only {d} of {n} figures are diagrams, fewer than half")
+    return probs
+
+
+ALL_CHECKS += [check_figure_refs]

@@ -193,3 +193,26 @@ def test_lint_catches_stored_warnings(book):
     _add_cell(book/'nbs'/'00_core.ipynb', 'f()', 'code', err)
     _add_cell(book/'nbs'/'00_core.ipynb', 'g()', 'code', warn)
     assert len(bl.check_no_stderr(book)) == before + 2
+
+
+# ---- figures (issue #16) ----
+
+def test_figure_counts():
+    "At least 4 figures in every chapter of parts I-V, 2 in the set-up chapters and appendices."
+    assert bl.check_figure_counts(ROOT) == []
+
+
+def test_lint_catches_unreferenced_figure_and_counts_diagrams(book):
+    fig = '#| label: fig-core-demo\n#| fig-cap: "A demo."\nfig, ax = diagram(1, 1)'
+    _add_cell(book/'nbs'/'00_core.ipynb', fig, 'code')
+    assert any('fig-core-demo is never referred to' in p for p in bl.check_figure_refs(book))
+    _add_cell(book/'nbs'/'00_core.ipynb', 'As @fig-core-demo shows.')
+    assert not any('fig-core-demo' in p for p in bl.check_figure_refs(book))
+    helper = 'def draw_mask(ax, m):\n    "Draw m."\n    return grid(ax, m)'
+    plot = '#| label: fig-core-plot\n#| fig-cap: "A plot."\nplt.plot([1, 2])'
+    via = '#| label: fig-core-via\n#| fig-cap: "Drawn by a chapter helper."\ndraw_mask(ax, m)'
+    for s in (helper, plot, via): _add_cell(book/'nbs'/'00_core.ipynb', s, 'code')
+    figs = dict(bl.figures(book/'nbs'/'00_core.ipynb'))
+    assert figs == {'fig-core-demo': True, 'fig-core-plot': False, 'fig-core-via': True}
+    counts = bl.figure_counts(book)
+    assert counts['00_core.ipynb'][:2] == (3, 2) and counts['99_cli.ipynb'][2] == 0
