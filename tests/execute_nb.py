@@ -2,12 +2,12 @@
 
     python tests/execute_nb.py nbs/03_dataset.ipynb [more notebooks...]
 
-Runs every cell in a fresh IPython shell from inside `nbs/` (so `../runs/...` paths
+Runs every cell (but `#| eval: false` ones) in a fresh IPython shell from inside `nbs/` (so `../runs/...` paths
 resolve), without IN_TEST, stops at the first error, writes the outputs into the
 notebook and runs nbdev_clean on it. Outputs must be seeded and free of timings that
 churn: diff the notebook afterwards and read what changed.
 """
-import os, subprocess, sys, time
+import os, re, subprocess, sys, time
 from pathlib import Path
 
 
@@ -21,7 +21,8 @@ def execute(nb:Path):
     try:
         t0 = time.time()
         book = read_nb(nb)
-        CaptureShell().run_all(book, exc_stop=True)
+        skip = lambda c: re.search(r'^#\|\s*eval:\s*false', c.source, re.M)   # never run here
+        CaptureShell().run_all(book, exc_stop=True, preproc=skip)
         write_nb(book, nb)
         print(f"{nb.name}: executed in {time.time() - t0:.0f} s", file=sys.stderr)
     finally:
