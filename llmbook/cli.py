@@ -99,7 +99,7 @@ def relaunch(a:argparse.Namespace) -> int:
 def _rank_strategy(a:argparse.Namespace):
     "--strategy in a torchrun job (gloo for --device cpu), else None."
     if 'RANK' not in os.environ: return None  # one process
-    from llmbook.parallel import make_strategy
+    from llmbook.distributed import make_strategy
     st = make_strategy(a.strategy or 'ddp',
                        backend='gloo' if a.device == 'cpu' else None)
     a.quiet = a.quiet or not st.is_main  # one progress bar

@@ -1,15 +1,19 @@
-"""llmbook.parallel: every strategy on 2 CPU processes (gloo) against 1 process; failures and bad input."""
+"""llmbook.parallel, llmbook.model_parallel, llmbook.distributed: every strategy on 2 CPU processes (gloo) against 1 process; failures and bad input."""
 import json, os, subprocess, time
 import pytest, torch
 from llmbook import parallel as P
+from llmbook import model_parallel as MP
+from llmbook import distributed as D
 
 TOL = 1e-5  # fp32: sums in a different order differ by ~1e-8; AdamW magnifies to ~1e-6
 
 
 @pytest.fixture(scope='module')
 def res():
-    "One torchrun job with two ranks running every correctness check."
-    return P.launch(['collectives', 'dp', 'zero1', 'tp', 'pp', 'ddp', 'fsdp'], timeout=240)
+    "Two ranks running every correctness check: one torchrun job per module that registers checks."
+    r = P.launch(['collectives', 'dp', 'zero1'], timeout=240)
+    r |= P.launch(['tp', 'pp'], timeout=240, module='llmbook.model_parallel')
+    return r | P.launch(['ddp', 'fsdp'], timeout=240, module='llmbook.distributed')
 
 
 def test_collectives(res):
@@ -76,18 +80,18 @@ def test_unknown_check_and_usage():
 
 def test_world_size_must_divide_heads_layers_batch():
     with pytest.raises(ValueError, match='n_head=4 is not divisible by the tensor-parallel world size 3'):
-        P.tensor_parallel_(P.tiny_gpt(), 0, 3)
+        MP.tensor_parallel_(P.tiny_gpt(), 0, 3)
     with pytest.raises(ValueError, match='n_kv_head=2 is not divisible'):
-        P.tensor_parallel_(P.tiny_gpt(n_head=4, n_kv_head=2), 0, 4)
+        MP.tensor_parallel_(P.tiny_gpt(n_head=4, n_kv_head=2), 0, 4)
     with pytest.raises(ValueError, match='n_layer=4 is not divisible by the pipeline world size 3'):
-        P.split_layers(4, 3)
+        MP.split_layers(4, 3)
     with pytest.raises(ValueError, match='global batch 6 is not divisible by world size 4'):
         P.shard_rows(torch.zeros(6, 2), 0, 4)
     x, y = P.random_tokens(6)
     with pytest.raises(ValueError, match='does not split into 4 micro-batches'):
-        P.PipelineStep(P.PipelineStage(P.tiny_gpt(), 0, 2), x, y, 4)
+        MP.PipelineStep(MP.PipelineStage(P.tiny_gpt(), 0, 2), x, y, 4)
     with pytest.raises(ValueError, match="unknown schedule 'zigzag'"):
-        P.schedule_order('zigzag', 0, 2, 4)
+        MP.schedule_order('zigzag', 0, 2, 4)
 
 
 def test_memory_model_against_the_zero_paper():
@@ -102,7 +106,7 @@ def test_memory_model_against_the_zero_paper():
 def test_pipeline_bubble_formula():
     for sched in ('gpipe', '1f1b'):
         for p, m in ((2, 1), (3, 5), (8, 8)):
-            assert abs(P.bubble(P.simulate_schedule(sched, p, m)) - P.bubble_fraction(p, m)) < 1e-9
+            assert abs(MP.bubble(MP.simulate_schedule(sched, p, m)) - MP.bubble_fraction(p, m)) < 1e-9
 
 
 def test_launcher_args_for_one_and_several_machines():
@@ -113,7 +117,7 @@ def test_launcher_args_for_one_and_several_machines():
     with pytest.raises(ValueError, match='needs a rendezvous endpoint'): P.launcher_args(8, 2, 1)
     with pytest.raises(ValueError, match='node_rank=2 must be in 0..1'): P.launcher_args(8, 2, 2, 'h:1')
     with pytest.raises(ValueError, match="'node0' is not HOST:PORT"): P.launcher_args(8, 2, 0, 'node0')
-    with pytest.raises(ValueError, match="unknown strategy 'zero'"): P.make_strategy('zero')
+    with pytest.raises(ValueError, match="unknown strategy 'zero'"): D.make_strategy('zero')
 
 
 def _metrics(run):

@@ -5,6 +5,8 @@ from procs import sigint_once_logged
 import pytest, torch
 
 import llmbook.train as lt
+import llmbook.checkpoint as lck
+import llmbook.optim as lopt
 from llmbook.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +174,7 @@ def test_failed_save_leaves_the_previous_checkpoint(full, tmp_path, monkeypatch)
     before = snapshot(tmp_path)
     model, tok, cfg, st = lt.load_checkpoint(ck)
     def boom(*a, **k): raise OSError('disk full')
-    monkeypatch.setattr(lt, 'save_file', boom)
+    monkeypatch.setattr(lck, 'save_file', boom)  # where save_checkpoint looks it up
     with pytest.raises(OSError):
         lt.save_checkpoint(ck, model, cfg, ck/'tokenizer.txt', 99)
     assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ['last']
@@ -185,7 +187,7 @@ def test_nan_loss_stops_before_the_update_and_keeps_last(text, tmp_path, monkeyp
         if not torch.is_grad_enabled(): return loss   # evaluation
         calls.append(1)
         return loss * math.nan if len(calls) == 5 else loss   # the 5th step's loss
-    monkeypatch.setattr(lt, 'next_token_loss', flaky)
+    monkeypatch.setattr(lopt, 'next_token_loss', flaky)  # what accumulate calls
     code, _, err = train(tmp_path/'n', text, '--set', 'eval_every=100')
     one_line_error(code, err, 'diverged at step 5', 'step 3', 'is kept')
     model, tok, cfg, st = lt.load_checkpoint(tmp_path/'n')
