@@ -20,7 +20,7 @@ def command(name:str, help:str, example:str=''):
         return f
     return deco
 
-# %% ../nbs/99_cli.ipynb #af65b2a8
+# %% ../nbs/99_cli.ipynb #c3b07be7
 def _num(kind:type, # int or float
          lo:float|None=None, # smallest value allowed
          hi:float|None=None, # largest value allowed
@@ -35,7 +35,8 @@ def _num(kind:type, # int or float
         except ValueError: v = None
         if v is None or not math.isfinite(v) or (lo is not None and (
                 v <= lo if open_lo else v < lo)) or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"{s!r} is not allowed; use {what}")
+            raise argparse.ArgumentTypeError(
+                f"{s!r} is not allowed; use {what}")
         return v
     check.__name__ = kind.__name__
     return check
@@ -137,7 +138,7 @@ def _rank_strategy(a:argparse.Namespace):
     a.quiet = a.quiet or not st.is_main  # one progress bar
     return st
 
-# %% ../nbs/99_cli.ipynb #a6501d23
+# %% ../nbs/99_cli.ipynb #91ef460c
 MAX_NEW = 10_000  # most tokens `llmbook generate` writes in one call
 
 def _kind(meta:dict) -> str:
@@ -175,7 +176,7 @@ def load_gpt(path:Path|str, # a run folder or a checkpoint
         raise ValueError(f"checkpoint {ck} does not load ({type(e).__name__}"
             f": {why}): its meta.json or weights were changed; {fix}") from None
 
-# %% ../nbs/99_cli.ipynb #393680b4
+# %% ../nbs/99_cli.ipynb #d505aaa2
 def _prompt_ids(tok, prompt:str) -> list[int]:
     "Token ids of --prompt (a document start if empty); no special tokens."
     bad = [s for s in tok.specials if s in prompt]
@@ -382,7 +383,8 @@ def _readme(p):
 class _Parser(argparse.ArgumentParser):
     "A parser whose errors are one line: what is wrong, and where to look."
     def error(self, message:str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        see = f"(see {self.prog} --help)"
+        self.exit(2, f"{self.prog}: error: {message} {see}\n")
 
 class _Help(argparse.HelpFormatter):
     "`--help` that shows each option's default, where it has one."

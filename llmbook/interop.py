@@ -35,7 +35,7 @@ def hf_tokenizer(tok:BPETokenizer): # a byte-level BPE with GPT-2's regex
     t.add_special_tokens([AddedToken(sp, special=True) for sp in tok.specials])
     return t
 
-# %% ../nbs/97_interop.ipynb #a14365bc
+# %% ../nbs/97_interop.ipynb #063a0071
 RUN_MARKS = ('meta.json', 'run.json', 'metrics.jsonl')
 
 def _run_inside(p:Path, depth:int=2) -> Path|None:
