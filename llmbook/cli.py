@@ -146,7 +146,8 @@ def _kind(meta:dict) -> str:
     ft = meta.get('finetune')
     if meta.get('format') == 'llmbook-finetune 1' and isinstance(ft, dict):
         t = ft.get('task')
-        return (f"a {t} fine-tune (`llmbook finetune {t}` writes it and "
+        return (f"{'an' if t == 'instruct' else 'a'} {t} fine-tune "
+                f"(`llmbook finetune {t}` writes it and "
                 f"continues it with --resume; Python: llmbook.instruct."
                 f"load_finetuned)")
     return f"not a pretrained llmbook model (format {meta.get('format')!r})"
@@ -161,17 +162,21 @@ def load_gpt(path:Path|str, # a run folder or a checkpoint
     ck, fix = find_checkpoint(path, which), "train it again (`llmbook train`)"
     try: meta = json.loads((ck/'meta.json').read_text())
     except ValueError: meta = {'format': 'llmbook-ckpt 1', 'config': {}}
-    if not isinstance(meta, dict) or not isinstance(meta.get('config'), dict):
+    if not isinstance(meta, dict) or not isinstance(meta.get('config'), dict) \
+            or 'format' not in meta:
         raise ValueError(f"{ck}/meta.json is not an llmbook checkpoint's (an "
                          f"object with format, config and files); {fix}")
-    if meta.get('format') != 'llmbook-ckpt 1':
-        raise ValueError(f"{ck} holds {_kind(meta)}; `llmbook {cmd}` reads "
-                         f"a pretrained run from `llmbook train`")
-    try: return load_checkpoint(ck, which, device)
+    other = (f"{ck} holds {_kind(meta)}; `llmbook {cmd}` reads a language "
+             "model, as `llmbook train` writes")
+    if meta['format'] not in ('llmbook-ckpt 1', 'llmbook-finetune 1'):
+        raise ValueError(other)
+    try: return load_checkpoint(ck, which, device)  # a GPT fine-tune loads
     except ValueError as e:  # its advice is for `llmbook train`
         raise ValueError(str(e).replace('start again with --force', fix)
                          ) from None
     except (KeyError, TypeError, AttributeError, RuntimeError) as e:
+        if meta['format'] != 'llmbook-ckpt 1':
+            raise ValueError(other) from None
         why = (str(e).strip().splitlines() or [''])[0][:160]
         raise ValueError(f"checkpoint {ck} does not load ({type(e).__name__}"
             f": {why}): its meta.json or weights were changed; {fix}") from None
