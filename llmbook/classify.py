@@ -338,14 +338,15 @@ def with_context(gpt:GPT, # a Llama-style (RoPE) model
 def _rebuildable(run:Path|str) -> Path:
     "`run`, or a one-line error saying how to rebuild its checkpoint."
     run = Path(run)
-    if (run/'best'/'meta.json').exists() or not (run/'run.json').exists():
-        return run
+    try: find_checkpoint(run); return run
+    except FileNotFoundError:
+        if not (run/'run.json').exists(): return run  # load_base says why
     s = json.loads((run/'run.json').read_text())['sessions'][0]
     out = re.search(r'--out (\S+)', s['command'])[1]  # from the repo root
     raise FileNotFoundError(f"no checkpoint in {run}: checkpoints are not "
-        f"kept in git; rebuild it bit for bit (about {s['duration_s']:.0f} s"
-        f" on a CPU) from the repository root with `{s['command']} --force`"
-        f", then `git checkout -- {out}` to restore its logged times")
+        f"kept in git; rebuild it (about {s['duration_s']:.0f} s on a CPU) "
+        f"from the repository root with `{s['command']} --force`, then "
+        f"`git checkout -- {out}` to keep the committed logs")
 
 def book_base(run:Path|str='runs/austen-tiny', # the committed pretraining run
               tiny:bool|None=None, # None: under test (`in_test()`)
