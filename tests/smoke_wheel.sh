@@ -29,16 +29,19 @@ echo "== llmbook --help, llmbook env"
 grep -q export-hf help.txt || fail "--help lists no export-hf"
 "$llmbook" env || fail "llmbook env"
 
-echo "== llmbook export-hf without the hf extra: one line naming llmbook[hf]"
-set +e
-"$llmbook" export-hf --ckpt nowhere --out hf 2> err.txt; code=$?
-set -e
-cat err.txt
-[ "$code" -ne 0 ] || fail "export-hf without transformers exited 0"
-grep -q Traceback err.txt && fail "export-hf printed a traceback"
-[ "$(wc -l < err.txt)" -eq 1 ] || fail "export-hf printed more than one line"
-grep -q 'llmbook\[hf\]' err.txt || fail "export-hf does not name llmbook[hf]"
-[ ! -e hf ] || fail "export-hf created --out"
+echo "== export-hf and bench without the hf extra: one line naming llmbook[hf]"
+needs_hf() {  # the command must fail in one line that names the extra, writing nothing
+  local code
+  set +e; "$llmbook" "$@" 2> err.txt; code=$?; set -e
+  cat err.txt
+  [ "$code" -ne 0 ] || fail "$1 without transformers exited 0"
+  if grep -q Traceback err.txt; then fail "$1 printed a traceback"; fi
+  [ "$(wc -l < err.txt)" -eq 1 ] || fail "$1 printed more than one line"
+  grep -q 'llmbook\[hf\]' err.txt || fail "$1 does not name llmbook[hf]"
+  [ ! -e out ] || fail "$1 created its --out"
+}
+needs_hf export-hf --ckpt nowhere --out out
+needs_hf bench --size toy --out out
 
 echo "== a tiny training run (2 steps, on the repository's own text) and generate"
 "$llmbook" train --preset austen-tiny --out tiny --text "$repo/README.md" "$repo/LICENSE" \
