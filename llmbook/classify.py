@@ -51,12 +51,12 @@ def download_sms_spam(url:str=SMS_URL, # the UCI zip archive
 def sms_spam_file() -> Path:
     "Path of `SMSSpamCollection`: `LLMBOOK_DATA`, the cache, or download."
     try: return get_data(SMS_FILE)
-    except FileNotFoundError: pass
+    except FileNotFoundError as e: miss = str(e).split(';')[0]
     try: return download_sms_spam()
     except ConnectionError as e:
-        raise FileNotFoundError(f"{SMS_FILE} is not on disk and the download "
-            f"failed ({e}); set LLMBOOK_DATA to a folder that has it"
-            ) from None
+        raise FileNotFoundError(f"{miss}, and {e}; retry online, put the "
+            f"zip's SMSSpamCollection at {cache_dir()/SMS_FILE}, or set "
+            "LLMBOOK_DATA to a folder that holds sms_spam/") from None
 
 # %% ../nbs/09_classification.ipynb #bd8da580
 def _bad_row(path, line, what):
@@ -335,12 +335,25 @@ def with_context(gpt:GPT, # a Llama-style (RoPE) model
     return new.to(next(gpt.parameters()).device)
 
 # %% ../nbs/09_classification.ipynb #ea2129ce
+def _rebuildable(run:Path|str) -> Path:
+    "`run`, or a one-line error saying how to rebuild its checkpoint."
+    run = Path(run)
+    try: find_checkpoint(run); return run
+    except FileNotFoundError:
+        if not (run/'run.json').exists(): return run  # load_base says why
+    s = json.loads((run/'run.json').read_text())['sessions'][0]
+    out = re.search(r'--out (\S+)', s['command'])[1]  # from the repo root
+    raise FileNotFoundError(f"no checkpoint in {run}: checkpoints are not "
+        f"kept in git; rebuild it (about {s['duration_s']:.0f} s on a CPU) "
+        f"from the repository root with `{s['command']} --force`, then "
+        f"`git checkout -- {out}` to keep the committed logs")
+
 def book_base(run:Path|str='runs/austen-tiny', # the committed pretraining run
               tiny:bool|None=None, # None: under test (`in_test()`)
              ) -> tuple:
     "The book's pretrained base, or a tiny one pretrained in seconds."
     if tiny is None: tiny = in_test()
-    if not tiny: return load_base(run)
+    if not tiny: return load_base(_rebuildable(run))
     from llmbook.train import TrainConfig, train
     from llmbook.data import load_austen
     cfg = TrainConfig(n_layer=2, d_model=32, n_head=4, context_len=32,

@@ -119,10 +119,9 @@ def download(url:str, # where to fetch from
             return dest
         except ValueError: raise
         except Exception as e:
-            err = e
+            err = getattr(e, 'reason', e)  # URLError: the reason alone
             if attempt < retries - 1: time.sleep(2 ** attempt)
-    raise ConnectionError(f"could not download {url} ({err}); check the "
-                          f"network or put the file at {dest} yourself")
+    raise ConnectionError(f"could not download {url} ({err})")
 
 # %% ../nbs/00_core.ipynb #17091665
 def get_data(name:str, # file path inside a data folder, e.g. 'gpt2/vocab.bpe'
@@ -133,18 +132,20 @@ def get_data(name:str, # file path inside a data folder, e.g. 'gpt2/vocab.bpe'
     "Path of data file `name`: `LLMBOOK_DATA`, then the cache, then download."
     for d in data_dirs():
         if (d/name).is_file(): return d/name
-    if url is None:
-        raise FileNotFoundError(f"data file {name!r} not found in "
-            f"{[str(d) for d in data_dirs()]}; set LLMBOOK_DATA to a folder "
-            "that has it")
+    ds = name.split('/')[0]  # the data set: its folder
+    where = ' or '.join(str(d) for d in data_dirs())
+    miss = f"data set {ds!r} is missing: no {name} in {where}"
+    fix = f"set LLMBOOK_DATA to a folder that holds {ds}/"
+    if url is None: raise FileNotFoundError(f"{miss}; {fix}")
     dest = cache_dir()/name
-    existed = dest.parent.exists()
+    new = [p for p in dest.parents if not p.exists()]
     try: return download(url, dest, sha256, retries)
     except ConnectionError as e:
-        if not existed and not any(dest.parent.iterdir()): dest.parent.rmdir()
-        raise FileNotFoundError(f"data file {name!r} is not on disk and the "
-            f"download failed ({e}); set LLMBOOK_DATA to a folder that has it"
-            ) from None
+        for p in new:  # leave no empty folders behind, innermost first
+            try: p.rmdir()
+            except OSError: break
+        raise FileNotFoundError(f"{miss}, and {e}; retry online, or {fix}"
+                                ) from None
 
 # %% ../nbs/00_core.ipynb #d8ef0ba5
 DATASETS = {'austen': 'Jane Austen, Project Gutenberg e-texts',

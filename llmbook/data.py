@@ -79,10 +79,9 @@ def fetch_book(book:Book) -> Path:
     for url in (book.url, book.mirror):
         try: return get_data(book.file, url=url, sha256=book.sha256)
         except (FileNotFoundError, ValueError) as e: err = e
-    raise FileNotFoundError(
-        f"{book.title} (PG #{book.pg}) is not on disk and could not be "
-        f"downloaded ({err}); connect to the internet or set LLMBOOK_DATA "
-        f"to a folder holding {book.file}")
+    raise FileNotFoundError(f"{book.title} (PG #{book.pg}) is not on disk "
+        f"and could not be downloaded: {err} (all {len(AUSTEN)} novels)"
+        ) from None
 
 # %% ../nbs/01_data.ipynb #849c2cfd
 START_RE = re.compile(r'^\*{3}\s*START OF (?:THIS|THE) PROJECT GUTENBERG '

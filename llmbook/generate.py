@@ -38,9 +38,9 @@ def top_p_filter(logits:Tensor, # (..., V) logits
 # %% ../nbs/06_generate.ipynb #57df8d86
 def check_sampling(temperature:float, top_k:int|None, top_p:float|None):
     "Raise a clear error for sampling settings that make no sense."
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 "
-                         "(0 means greedy)")
+    if not 0 <= temperature < float('inf'):  # NaN fails both
+        raise ValueError(f"temperature={temperature} must be a finite "
+                         "number >= 0 (0 means greedy)")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1 (or None)")
     if top_p is not None and not 0 < top_p <= 1:
@@ -134,9 +134,12 @@ def generate(model:GPT, # the language model
              stop_tokens:list[int]|None=None, # ids that end a sequence
              generator:torch.Generator|None=None, # for repeatable sampling
              use_cache:bool=True, # keep keys/values between steps
+             on_token=None, # f(x) with each (B, 1) new ids, e.g. to print
             ) -> Tensor:
     "Prompt plus up to max_new_tokens generated ids, (B, T + n)."
     check_sampling(temperature, top_k, top_p)
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
     if idx.dim() != 2: raise ValueError(f"idx must be (B, T), got {idx.shape}")
     was_training, out = model.training, idx
     model.eval()
@@ -151,6 +154,7 @@ def generate(model:GPT, # the language model
             x = torch.where(done[:, None], out[:, -1:], x)  # pad finished rows
             done |= torch.isin(x[:, 0], stop)
         out = torch.cat([out, x], dim=1)
+        if on_token: on_token(x)
         if len(stop) and done.all(): break
     model.train(was_training)
     return out

@@ -10,7 +10,7 @@ __all__ = ['INSTR_URL', 'INSTR_SHA256', 'INSTR_FILE', 'PREAMBLE', 'IGNORE', 'LOR
            'finetune_run', 'cli_config', 'finetune_cli']
 
 # %% ../nbs/10_instructions.ipynb #3e640570
-import json, random, re, sys, time
+import json, random, re, shutil, sys, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch
@@ -326,11 +326,16 @@ def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)
     out = Path(out)
     check_out_dir(out, resume, force)
     if base is None and not resume: raise ValueError("--base is required")
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    model, tok, cfg, start, best, ts, base = _start(base, out, fc, data_path,
-                                                    resume)
-    model = model.to(get_device(device))
-    data = task_data(fc, tok, data_path)
+    try:
+        model, tok, cfg, start, best, ts, base = _start(base, out, fc,
+                                                        data_path, resume)
+        model = model.to(get_device(device))
+        data = task_data(fc, tok, data_path)
+    except BaseException:  # nothing of the run written yet: leave no folder
+        if made: shutil.rmtree(out, ignore_errors=True)
+        raise
     batch_loss, evaluate = task_fns(fc, model, data, tok.eot_id)
     opt = make_optimizer(model, fc.lr, fc.weight_decay)
     if ts is not None: _load_optim(opt, ts)
@@ -386,6 +391,13 @@ def cli_config(a) -> FinetuneConfig:
         fc = FinetuneConfig(**meta.get('finetune', {}))
         if fc.task != a.task:
             raise ValueError(f"{a.out} holds a {fc.task} run, not {a.task}")
+        new = {k: v for k, v in dict(train=a.train, bs=a.bs, lr=a.lr,
+               max_len=a.max_len, seed=a.seed).items()
+               if v is not None and v != getattr(fc, k)}
+        if new: raise ValueError(f"--resume keeps the settings {a.out} was "
+            "started with (" + ', '.join(f"--{k.replace('_', '-')} "
+            f"{getattr(fc, k)}" for k in new) + "); drop those options, or "
+            "start again with --force (only --steps may change)")
         return replace(fc, steps=a.steps or fc.steps)
     kw = TASK_DEFAULTS[a.task] | {k: v for k, v in dict(
         train=a.train, steps=a.steps, bs=a.bs, lr=a.lr, max_len=a.max_len,

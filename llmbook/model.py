@@ -35,6 +35,12 @@ class GPTConfig:
     norm_eps:float=1e-5 # epsilon of RMSNorm/LayerNorm
 
     def __post_init__(self):
+        for k in ('vocab_size', 'context_len', 'd_model', 'n_layer', 'n_head'):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{k}={v!r} must be a positive integer")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout!r} must be in [0, 1)")
         if self.style not in ('llama', 'gpt2'):
             raise ValueError(f"style={self.style!r} is unknown; use 'llama' "
                              "or 'gpt2'")

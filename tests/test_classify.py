@@ -2,11 +2,11 @@
 import json, zipfile
 from pathlib import Path
 import pytest, torch
-from llmbook.core import sha256sum
+from llmbook.core import sha256sum, data_dirs
 from llmbook.model import GPT, GPTConfig
 from llmbook.classify import *
 
-SMS = Path(__file__).resolve().parents[2]/'shared'/'data'/'sms_spam'/'SMSSpamCollection'
+SMS = next((d/SMS_FILE for d in data_dirs() if (d/SMS_FILE).is_file()), Path('missing'))
 TINY = GPTConfig(vocab_size=64, context_len=16, d_model=32, n_layer=2, n_head=4, n_kv_head=2)
 
 
@@ -15,7 +15,7 @@ def _zip(path, name, data):
     return path.as_uri()
 
 
-@pytest.mark.skipif(not SMS.exists(), reason='needs the shared SMS file')
+@pytest.mark.skipif(not SMS.exists(), reason=f'needs {SMS_FILE} in LLMBOOK_DATA or the cache')
 def test_download_extracts_and_checks(tmp_path):
     url = _zip(tmp_path/'sms.zip', 'SMSSpamCollection', SMS.read_bytes())
     dest = download_sms_spam(url, tmp_path/'out'/'SMSSpamCollection')

@@ -89,3 +89,20 @@ def test_packaging_pins():
     from packaging.specifiers import SpecifierSet
     torch_req = next(p for p in runtime if p.startswith('torch'))
     assert '2.13.0' in SpecifierSet(torch_req[len('torch'):])
+
+
+def test_readme_and_ci_install_torch_the_same_cpu_way():
+    readme = (ROOT/'README.md').read_text()
+    ci = (ROOT/'.ci'/'run').read_text()
+    cpu = '--index-url https://download.pytorch.org/whl/cpu'
+    assert f'pip install torch==2.13.0 {cpu}' in readme
+    assert 'torch==2.13.0' in ci and cpu in ci
+    assert 'bash tests/smoke_wheel.sh' in ci
+
+
+def test_hf_extra_names_transformers_and_tokenizers():
+    cfg = configparser.ConfigParser(delimiters=['='])
+    cfg.read(ROOT/'settings.ini')
+    hf = cfg['DEFAULT']['hf_requirements'].split()
+    assert any(p.startswith('transformers') for p in hf) and 'tokenizers' in hf
+    assert "'hf': hf_requirements" in (ROOT/'setup.py').read_text()

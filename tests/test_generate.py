@@ -147,3 +147,17 @@ def test_bad_idx():
         generate(m, torch.zeros(3, dtype=torch.long), 2)
     with pytest.raises(ValueError, match='outside the vocabulary'):
         generate(m, torch.tensor([[70]]), 2)
+
+
+@pytest.mark.parametrize('kw,says', [(dict(max_new_tokens=-5), 'max_new_tokens=-5 must be >= 0'),
+                                     (dict(max_new_tokens=3, temperature=float('nan')), 'finite'),
+                                     (dict(max_new_tokens=3, temperature=float('inf')), 'finite')])
+def test_generate_refuses_bad_settings(kw, says):
+    with pytest.raises(ValueError, match=says):
+        generate(model(), torch.zeros(1, 2, dtype=torch.long), **kw)
+
+
+def test_generate_reports_each_token():
+    m, seen = model(), []
+    out = generate(m, torch.zeros(2, 3, dtype=torch.long), 4, temperature=0, on_token=seen.append)
+    assert torch.equal(torch.cat(seen, 1), out[:, 3:])

@@ -216,3 +216,13 @@ def test_memory_and_table():
     t = size_table()
     assert list(t.index) == [k for k in CONFIGS if k != 'tiny']
     assert abs(t.loc['gpt2-124m', 'params (M)'] - 124.439808) < 1e-9
+
+
+@pytest.mark.parametrize('field,value', [('vocab_size', 0), ('n_layer', -1), ('context_len', 0),
+                                         ('d_model', -32), ('n_head', 0), ('n_layer', 2.5),
+                                         ('vocab_size', True), ('dropout', 1.0), ('dropout', -0.1)])
+def test_config_refuses_impossible_sizes_in_one_line(field, value):
+    with pytest.raises(ValueError) as e:
+        GPTConfig(**TINY | {field: value})
+    msg = str(e.value)
+    assert f'{field}={value!r} must be' in msg and '\n' not in msg
