@@ -432,3 +432,34 @@ def check_figure_counts(root):
 
 
 ALL_CHECKS += [check_figure_refs]
+
+
+# ---- One notebook, one module, and dependencies point backwards (issue #14) ----
+
+MAX_MODULE_LINES = 700
+
+
+def module_order(root):
+    "Modules in book order (the order of _quarto.yml)."
+    out = []
+    for f in quarto_files(root):
+        for c in cells(Path(root)/'nbs'/f):
+            if m := re.search(r'^#\|\s*default_exp\s+(\S+)', src(c), re.M): out.append(m.group(1))
+    return out
+
+
+def check_module_order(root):
+    "No module imports one that comes later in the book, and none is longer than ~700 lines."
+    order, probs = module_order(root), []
+    pos = {m: i for i, m in enumerate(order)}
+    for m in order:
+        py = Path(root)/'llmbook'/(m.replace('.', '/') + '.py')
+        if not py.exists(): continue
+        text = py.read_text()
+        for dep in sorted(set(re.findall(r'^\s*(?:from|import)\s+llmbook\.(\w+)', text, re.M))):
+            if dep in pos and pos[dep] > pos[m]: probs.append(f"llmbook.{m} imports llmbook.{dep}, which comes later in the book")
+        if (n := len(text.splitlines())) > MAX_MODULE_LINES: probs.append(f"llmbook/{py.name} has {n} lines (max {MAX_MODULE_LINES}): split it by concern")
+    return probs
+
+
+ALL_CHECKS += [check_module_order]

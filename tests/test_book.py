@@ -218,3 +218,11 @@ def test_lint_catches_unreferenced_figure_and_counts_diagrams(book):
         {'fig-core-demo': True, 'fig-core-plot': False, 'fig-core-via': True}
     counts = bl.figure_counts(book)
     assert counts['00_core.ipynb'][:2] == (n0 + 3, d0 + 2) and counts['99_cli.ipynb'][2] == 0
+
+
+def test_lint_catches_an_upward_import_and_a_long_module(book):
+    p = book/'llmbook'/'optim.py'
+    p.write_text(p.read_text() + '\nfrom llmbook.train import Trainer\n' + '\n' * 700)
+    probs = bl.check_module_order(book)
+    assert any('llmbook.optim imports llmbook.train' in x for x in probs)
+    assert any('optim.py has' in x for x in probs)
