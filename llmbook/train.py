@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['VARIANTS', 'ABLATION', 'PRESETS', 'TrainingDiverged', 'matmul_peak', 'prepare_data', 'Trainer', 'sigint_flag', 'fit',
            'read_jsonl', 'plot_metrics', 'train', 'variant', 'ablate', 'ablate_cli', 'read_ablation', 'get_preset',
-           'preset_table', 'load_run_texts', 'train_cli', 'generate_cli']
+           'preset_table', 'run_texts', 'load_run_texts', 'train_cli', 'generate_cli']
 
 # %% ../nbs/07b_loop.ipynb #5a3dffbd
 import json, math, shutil, signal, sys, time
@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from .core import *
 from .data import load_austen, load_texts, train_val_split
+from .data import load_texts_as
 from .tokenizer import BPETokenizer
 from .dataset import encode_to_file, load_tokens, random_batch
 from .model import GPTConfig, GPT, count_params, flops_per_token
@@ -102,6 +103,7 @@ class Trainer:
                  tokenizer:BPETokenizer|None=None, # reuse instead of training
                  command:str|None=None, # recorded in run.json
                  model:nn.Module|None=None, # train this, not GPT(cfg)
+                 session:dict|None=None, # more for run.json's session entry
                 ):
         self.cfg, self.out, self.progress = cfg, out and Path(out), progress
         self.st = strategy or SingleProcess(device)
@@ -115,6 +117,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         self.st.barrier()
         self.changed, self.resumed_from = {}, None  # recorded in run.json
+        self.session = session or {}
         try:
             if resume: self._resume(texts)
             else: self._new(texts, tokenizer, model)
@@ -409,6 +412,7 @@ def _write_run(self:Trainer, t0:float, start:int):
         started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)))
     if self.changed: ses['changed'] = self.changed  # {setting: [old, new]}
     if self.resumed_from: ses['resumed_from'] = self.resumed_from
+    ses |= self.session  # e.g. how the --text files were cleaned
     run['sessions'].append(ses)
     with atomic_write(p, 'w') as f: json.dump(run, f, indent=1)
 
@@ -598,12 +602,20 @@ def preset_table(presets:dict|None=None):
     return pd.DataFrame(rows)
 
 # %% ../nbs/07b_loop.ipynb #6f1d047b
-def load_run_texts(paths:list[str]|None) -> dict[str, str]:
+def run_texts(paths:list[str]|None, # --text files/folders (None: Austen)
+              how:str='auto', # --clean: 'auto', 'gutenberg' or 'lines'
+             ) -> tuple[dict[str, str], dict[str, str]|None]:
+    "`(texts, name -> cleaning applied)` from `--text`, or all of Austen."
+    if not paths: return load_austen(), None
+    texts, done = {}, {}
+    for p in paths:
+        t, d = load_texts_as(p, how)
+        texts |= t; done |= d
+    return texts, done
+
+def load_run_texts(paths:list[str]|None, how:str='auto') -> dict[str, str]:
     "Texts from `--text` files/folders, or all of Austen."
-    if not paths: return load_austen()
-    texts = {}
-    for p in paths: texts |= load_texts(p)
-    return texts
+    return run_texts(paths, how)[0]
 
 # %% ../nbs/07b_loop.ipynb #a3847d8e
 def _command(a) -> str:
@@ -630,10 +642,12 @@ def train_cli(a, # parsed `llmbook train` arguments
     cfg = replace(cfg, **{k: v for k, v in over.items() if v is not None})
     if a.threads: set_threads(a.threads)
     out = Path(a.out or Path('out')/a.preset)
-    t = Trainer(cfg, load_run_texts(a.text), out, resume=a.resume,
+    texts, done = run_texts(a.text, getattr(a, 'clean', 'auto'))
+    t = Trainer(cfg, texts, out, resume=a.resume,
                 force=a.force, strategy=strategy, device=a.device,
                 stop_after=a.stop_after, progress=not a.quiet,
-                command=_command(a)).fit()
+                command=_command(a),
+                session=done and dict(cleaning=done)).fit()
     if t.st.is_main:
         print(f"step {t.step}/{cfg.steps}: best val loss {t.best_val:.4f} "
               f"at step {t.best_step}; run in {out}")

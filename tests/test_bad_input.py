@@ -333,3 +333,9 @@ def test_disk_full_at_the_first_save_leaves_no_run(root, monkeypatch):
     refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
             root/'text.txt', '--quiet', *TINY, needles=('No space left on device',),
             absent=[root/'new'])
+
+
+def test_bad_clean_choice_is_one_line(root):
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--clean', 'joined', code=2, absent=[root/'new'],
+            needles=('argument --clean', "'joined'"))
