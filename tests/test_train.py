@@ -413,3 +413,27 @@ def test_hard_wrapped_text_without_markers_is_joined():
             'first entering a neighbourhood, this truth is so well fixed.')
     text, how = clean_as('\n\n'.join([para] * 4))
     assert how == 'wrapped' and text.count('\n') == 6   # four paragraphs, one line each
+
+
+def test_second_ctrl_c_during_the_final_save_is_quiet(text, tmp_path):
+    "Ctrl-C twice, the second while `last` is being written: exit 130, no traceback, no half save."
+    import signal, time
+    slow = ("import sys, time, llmbook.checkpoint as c\nreal, n = c.save_file, [0]\n"
+            "def slow(*a, **k):\n    n[0] += 1\n    if n[0] > 2: time.sleep(3)  # after step 0's\n"
+            "    return real(*a, **k)\nc.save_file = slow\n"
+            "from llmbook.cli import main\nsys.exit(main(sys.argv[1:]))")
+    out = tmp_path/'twice'
+    p = subprocess.Popen([sys.executable, '-c', slow, 'train', '--out', str(out), '--preset',
+                          'austen-tiny', '--text', str(text), '--quiet', '--steps', '5000', *TINY,
+                          '--set', 'ckpt_every=100000', 'eval_every=100000'], stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    t0 = time.time()
+    while not (out/'metrics.jsonl').exists() or len((out/'metrics.jsonl').read_text().splitlines()) < 3:
+        assert time.time() - t0 < 60; time.sleep(0.1)
+    p.send_signal(signal.SIGINT); time.sleep(1.0)   # the loop stops; the final save sleeps
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and 'Traceback' not in err and len(err.strip().splitlines()) <= 1, err
+    assert json.loads((out/'last'/'meta.json').read_text())['step'] == 0   # the step-0 save, whole
+    assert not list(out.glob('.last.*'))
+    lck.load_checkpoint(out)  # verifies every checksum
