@@ -188,6 +188,7 @@ def _resume(self:Trainer, texts):
     if self.st.is_main:
         for f in ('metrics.jsonl', 'samples.jsonl'):
             _truncate_log(self.out/f, self.step)
+        for n in ('last', 'best'): _clean_temps(self.out/n)  # a killed save's
 Trainer._resume = _resume
 
 # %% ../nbs/07b_loop.ipynb #43ce9f6e
