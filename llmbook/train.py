@@ -312,7 +312,7 @@ Trainer._record = _record
 
 # %% ../nbs/07b_loop.ipynb #b817b73e
 @contextmanager
-def sigint_flag(flag:list, # a first Ctrl-C appends True to it
+def sigint_flag(flag:list, # a first Ctrl-C or SIGTERM is appended to it
                ):
     "Inside, Ctrl-C or SIGTERM asks the loop to stop; a second interrupts."
     import threading
