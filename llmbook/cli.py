@@ -80,6 +80,9 @@ def _train(p):
                    help='cpu, cuda, mps or auto (default auto)')
     p.add_argument('--text', nargs='+', metavar='FILE',
                    help='train on these .txt files/folders, not Austen')
+    p.add_argument('--clean', choices=('auto', 'gutenberg', 'lines'),
+                   default='auto', help='--text cleaning: gutenberg joins '
+                   'wrapped lines, lines keeps them, auto looks')
     p.add_argument('--seed', type=NONNEG, help="override the preset's seed")
     p.add_argument('--set', nargs='+', action='extend', metavar='KEY=VALUE',
                    help='override preset fields, e.g. --set max_lr=1e-3')

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['AUSTEN', 'START_RE', 'END_RE', 'TRAILER_RE', 'CREDIT_RE', 'NEWLINE_RE', 'SPACE_RE', 'TYPOGRAPHY', 'UNDERSCORES_RE',
-           'STOP_WORDS', 'SENT_RE', 'Book', 'austen_book', 'fetch_book', 'strip_gutenberg', 'fake_gutenberg',
-           'normalize', 'clean', 'classic_clean', 'words', 'sentences', 'read_text', 'load_austen', 'load_texts',
-           'train_val_split', 'corpus_stats']
+           'STOP_WORDS', 'SENT_RE', 'CLEANINGS', 'Book', 'austen_book', 'fetch_book', 'strip_gutenberg',
+           'fake_gutenberg', 'normalize', 'clean', 'classic_clean', 'words', 'sentences', 'read_text', 'load_austen',
+           'load_texts', 'cleaning_for', 'clean_as', 'load_texts_as', 'train_val_split', 'corpus_stats']
 
 # %% ../nbs/01_data.ipynb #714285c2
 import re, unicodedata, warnings
@@ -264,6 +264,54 @@ def load_texts(path:Path|str, # a .txt file, or a folder searched for them
                                 ".txt files or pass one file")
     return {f.relative_to(path).with_suffix('').as_posix():
             clean(read_text(f), f.name) for f in files}
+
+# %% ../nbs/01_data.ipynb #c1ea4a02
+CLEANINGS = ('auto', 'gutenberg', 'lines')
+
+def cleaning_for(text:str, # raw text
+                ) -> str:
+    "'gutenberg' (markers), 'wrapped' (hard-wrapped prose) or 'lines'."
+    if START_RE.search(text) or END_RE.search(text): return 'gutenberg'
+    paras = re.split(r'\n *\n', text.replace('\r\n', '\n'))
+    inner = sorted(len(l.rstrip()) for p in paras  # lines a paragraph goes on
+                   for l in p.strip('\n').split('\n')[:-1] if l.strip())
+    if len(inner) < 3: return 'lines'
+    w = inner[int(len(inner) * 0.9)]  # the wrapping width, give or take
+    near = sum(w - 15 <= n <= w + 2 for n in inner) / len(inner)
+    return 'wrapped' if w >= 50 and near >= 0.8 else 'lines'
+
+def clean_as(text:str, # raw text
+             name:str='text', # what to call it in messages
+             how:str='auto', # one of `CLEANINGS`
+            ) -> tuple[str, str]:
+    "`(clean text, the cleaning applied)`: 'gutenberg', 'wrapped' or 'lines'."
+    if how not in CLEANINGS:
+        raise ValueError(f"cleaning {how!r} is not allowed: use one of "
+                         f"{', '.join(CLEANINGS)}")
+    if how == 'auto': how = cleaning_for(text)
+    if how == 'gutenberg': return clean(text, name), how
+    out = normalize(text.lstrip('\ufeff'), unwrap=how == 'wrapped')
+    if not out: raise ValueError(f"{name} holds no text")
+    return out, how
+
+def load_texts_as(path:Path|str, # a .txt file, or a folder searched for them
+                  how:str='auto', # one of `CLEANINGS`
+                 ) -> tuple[dict[str, str], dict[str, str]]:
+    "`load_texts` cleaned as `how` says: `(texts, name -> cleaning applied)`."
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; pass a .txt file "
+                                "or a folder of .txt files")
+    files = {path.stem: path} if path.is_file() else {
+        f.relative_to(path).with_suffix('').as_posix(): f
+        for f in sorted(path.rglob('*.txt'))
+        if f.is_file() and not f.name.startswith('.')}
+    if not files:
+        raise FileNotFoundError(f"no .txt files in folder {path}; add UTF-8 "
+                                ".txt files or pass one file")
+    done = {k: clean_as(read_text(f), f.name, how) for k, f in files.items()}
+    return ({k: t for k, (t, _) in done.items()},
+            {k: h for k, (_, h) in done.items()})
 
 # %% ../nbs/01_data.ipynb #de70d9a5
 def _cut(text:str, frac:float) -> int:

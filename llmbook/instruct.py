@@ -374,6 +374,7 @@ def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)
     step = json.loads((out/'metrics.jsonl').read_text().splitlines()[-1])
     run |= dict(step=step['step'], best_val_loss=best[0],
                 interrupted=bool(stop))
+    if stop: run['signal'] = stop[0].name  # SIGINT (Ctrl-C) or SIGTERM
     run['sessions'][-1]['end_step'] = step['step']
     if step['step'] == fc.steps: run['test'] = evaluate('test')
     (out/'run.json').write_text(json.dumps(run, indent=1))
@@ -415,8 +416,10 @@ def finetune_cli(a) -> int:
     test = {k: round(v, 4) for k, v in run.get('test', {}).items()}
     print(f"step {run['step']}/{fc.steps}: best val loss "
           f"{run['best_val_loss']:.4f}; test {test}; run in {a.out}")
+    sig = run.get('signal', 'SIGINT')
     if run['step'] < fc.steps:
-        why = 'interrupted' if run['interrupted'] else 'stopped'
+        why = ('stopped' if not run['interrupted'] else 'interrupted'
+               if sig == 'SIGINT' else f'stopped by {sig}')
         print(f"{why}: saved {Path(a.out)/'last'}; continue with --resume",
               file=sys.stderr)
-    return 130 if run['interrupted'] else 0
+    return {'SIGINT': 130, 'SIGTERM': 143}[sig] if run['interrupted'] else 0

@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['VARIANTS', 'ABLATION', 'PRESETS', 'TrainingDiverged', 'matmul_peak', 'prepare_data', 'Trainer', 'sigint_flag', 'fit',
            'read_jsonl', 'plot_metrics', 'train', 'variant', 'ablate', 'ablate_cli', 'read_ablation', 'get_preset',
-           'preset_table', 'load_run_texts', 'train_cli', 'generate_cli']
+           'preset_table', 'run_texts', 'load_run_texts', 'train_cli', 'generate_cli']
 
 # %% ../nbs/07b_loop.ipynb #5a3dffbd
-import json, math, signal, sys, time
+import json, math, shutil, signal, sys, time
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from .core import *
 from .data import load_austen, load_texts, train_val_split
+from .data import load_texts_as
 from .tokenizer import BPETokenizer
 from .dataset import encode_to_file, load_tokens, random_batch
 from .model import GPTConfig, GPT, count_params, flops_per_token
@@ -27,6 +28,7 @@ from .checkpoint import *
 from .optim import _load_optim
 from .checkpoint import _read_meta, _set_rng, _texts_digest
 from .checkpoint import _check_resume, _truncate_log
+from .checkpoint import _read_json, _clean_temps
 
 # %% ../nbs/07b_loop.ipynb #717d1420
 class TrainingDiverged(ValueError):
@@ -101,6 +103,7 @@ class Trainer:
                  tokenizer:BPETokenizer|None=None, # reuse instead of training
                  command:str|None=None, # recorded in run.json
                  model:nn.Module|None=None, # train this, not GPT(cfg)
+                 session:dict|None=None, # more for run.json's session entry
                 ):
         self.cfg, self.out, self.progress = cfg, out and Path(out), progress
         self.st = strategy or SingleProcess(device)
@@ -113,11 +116,28 @@ class Trainer:
             check_out_dir(self.out, resume, force)
             self.out.mkdir(parents=True, exist_ok=True)
         self.st.barrier()
-        if resume: self._resume(texts)
-        else: self._new(texts, tokenizer, model)
-        self._build()
+        self.changed, self.resumed_from = {}, None  # recorded in run.json
+        self.session = session or {}
+        try:
+            if resume: self._resume(texts)
+            else: self._new(texts, tokenizer, model)
+            self._build()
+        except BaseException:  # a new run that cannot start leaves no files
+            if not resume: self._discard()
+            raise
 
 # %% ../nbs/07b_loop.ipynb #0c24a523
+def _discard(self:Trainer):
+    "Remove what a new run wrote before it failed (main rank)."
+    if not (self.out and self.st.is_main and self.out.is_dir()): return
+    for n in RUN_FILES:
+        p = self.out/n
+        if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+        else: p.unlink(missing_ok=True)
+    for n in ('last', 'best'): _clean_temps(self.out/n)
+    if not any(self.out.iterdir()): self.out.rmdir()
+Trainer._discard = _discard
+
 def _new(self:Trainer, texts, tokenizer, model=None):
     "Fresh run: prepare the data (main rank), seed, initialise the model."
     texts = texts if texts is not None else load_austen()
@@ -144,8 +164,23 @@ Trainer._load_data = _load_data
 # %% ../nbs/07b_loop.ipynb #df878d41
 def _resume(self:Trainer, texts):
     "Continue the run in `out` from its `last` checkpoint."
-    self.raw, self.tok, saved, state = load_checkpoint(self.out, 'last')
-    _check_resume(self.out, self.cfg, saved, state, texts)
+    ck = find_checkpoint(self.out, 'last')
+    meta = _read_json(ck/'meta.json', 'start again with --force')
+    if isinstance(meta, dict) and meta.get('format') != 'llmbook-ckpt 1':
+        t = (meta.get('finetune') or {}).get('task', '?')
+        raise ValueError(f"{ck} holds a {t} fine-tune, not a pretraining "
+                         f"run; continue it with `llmbook finetune {t} --out "
+                         f"{self.out} --resume`")
+    self.raw, self.tok, saved, state = load_checkpoint(ck)
+    self.changed = _check_resume(self.out, self.cfg, saved, state, texts)
+    if state['step'] > self.cfg.steps:
+        raise ValueError(f"{self.out} is at step {state['step']}, past "
+                         f"--steps {self.cfg.steps}; resume with --steps "
+                         f"{state['step'] + 1} or more to train further")
+    if ck.name != 'last':
+        self.resumed_from = ck.name
+        print(f"warning: {self.out/'last'} is missing; resuming from "
+              f"{ck} (step {state['step']})", file=sys.stderr)
     self.step, self.saved_state = state['step'], state['tensors']
     self.best_val = state.get('best_val', math.inf)
     self.best_step, self._last_saved = state.get('best_step'), self.step
@@ -153,6 +188,7 @@ def _resume(self:Trainer, texts):
     if self.st.is_main:
         for f in ('metrics.jsonl', 'samples.jsonl'):
             _truncate_log(self.out/f, self.step)
+        for n in ('last', 'best'): _clean_temps(self.out/n)  # a killed save's
 Trainer._resume = _resume
 
 # %% ../nbs/07b_loop.ipynb #43ce9f6e
@@ -207,7 +243,8 @@ def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
              self._last_saved is not None else "nothing was saved")
     return (f"training diverged at step {self.step + 1}: loss {loss}, "
             f"grad norm {norm}; stopped before the update, {where}; "
-            f"lower max_lr (--set max_lr=...) and --resume")
+            f"run the same command again with --resume --set max_lr="
+            f"{self.cfg.max_lr / 2:g} (a lower peak learning rate)")
 Trainer._diverged_msg = _diverged_msg
 
 # %% ../nbs/07b_loop.ipynb #b195b516
@@ -275,18 +312,20 @@ Trainer._record = _record
 
 # %% ../nbs/07b_loop.ipynb #b817b73e
 @contextmanager
-def sigint_flag(flag:list, # a first Ctrl-C appends True to it
+def sigint_flag(flag:list, # a first Ctrl-C or SIGTERM is appended to it
                ):
-    "While inside, Ctrl-C asks the loop to stop; a second one interrupts."
+    "Inside, Ctrl-C or SIGTERM asks the loop to stop; a second interrupts."
     import threading
     if threading.current_thread() is not threading.main_thread():
         yield; return
     def handler(sig, frame):
         if flag: raise KeyboardInterrupt
-        flag.append(True)
-    old = signal.signal(signal.SIGINT, handler)
+        flag.append(signal.Signals(sig))  # SIGINT or SIGTERM
+    sigs = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; timeout, docker, slurm
+    old = {s: signal.signal(s, handler) for s in sigs}
     try: yield
-    finally: signal.signal(signal.SIGINT, old)
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
 
 Trainer.interrupted = property(lambda self: bool(self._sigints),
                                doc="Has Ctrl-C asked the loop to stop?")
@@ -308,11 +347,16 @@ Trainer._stop_reason = _stop_reason
 def fit(self:Trainer) -> Trainer:
     "Run the loop to `cfg.steps` (or an interruption); return self."
     t0, start, bar = time.time(), self.step, self._bar()
-    self._write_run(t0, start)
-    if not self.resumed:
-        self._log(dict(step=0, loss=None, val_loss=None, lr=None,
-                       grad_norm=None, tokens=0) | self._evaluate())
-        self._maybe_sample(); self._save('last')
+    try:
+        self._write_run(t0, start)
+        if not self.resumed:
+            self._log(dict(step=0, loss=None, val_loss=None, lr=None,
+                           grad_norm=None, tokens=0) | self._evaluate())
+            self._maybe_sample(); self._save('last')
+    except BaseException:  # a new run without a checkpoint: leave nothing
+        if bar is not None: bar.close()
+        if not self.resumed: self._discard()
+        raise
     try:
         with sigint_flag(self._sigints):
             self.stopped = self._loop(bar, start)
@@ -359,11 +403,18 @@ def _write_run(self:Trainer, t0:float, start:int):
     "Record the command, commit and hardware in `run.json` (main rank)."
     if not (self.out and self.st.is_main): return
     p = self.out/'run.json'
-    run = json.loads(p.read_text()) if p.exists() else dict(
-        config=asdict(self.cfg), **provenance(self.out),
-        peak_flops=self.peak, sessions=[])
-    run['sessions'].append(dict(command=self.command, start_step=start,
-        started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0))))
+    run = _read_json(p, 'restore it or start again with --force') \
+        if p.exists() else dict(config=asdict(self.cfg),
+        **provenance(self.out), peak_flops=self.peak, sessions=[])
+    if not isinstance(run, dict) or not isinstance(run.get('sessions'), list):
+        raise ValueError(f"{p} is not a run record (no sessions list); "
+                         "restore it or start again with --force")
+    ses = dict(command=self.command, start_step=start,
+        started=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t0)))
+    if self.changed: ses['changed'] = self.changed  # {setting: [old, new]}
+    if self.resumed_from: ses['resumed_from'] = self.resumed_from
+    ses |= self.session  # e.g. how the --text files were cleaned
+    run['sessions'].append(ses)
     with atomic_write(p, 'w') as f: json.dump(run, f, indent=1)
 
 def _finish(self:Trainer, t0:float, start:int):
@@ -397,12 +448,15 @@ def plot_metrics(metrics:Path|str|list, # a metrics.jsonl or its records
     tr = [(r['step'], r['loss']) for r in recs if r.get('loss') is not None]
     va = [(r['step'], r['val_loss']) for r in recs
           if r.get('val_loss') is not None]
+    own = ax is None
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(
         figsize=(6, 3.5))
     if tr: ax.plot(*zip(*tr), lw=0.8, alpha=0.7, label='train')
     if va: ax.plot(*zip(*va), 'o-', ms=3, label='validation')
     ax.set(xlabel='step', ylabel='loss (nats/token)'); ax.legend()
-    if png is not None: fig.savefig(png, dpi=100); plt.close(fig)
+    if png is not None:
+        if own: fig.tight_layout()  # keep the axis labels inside the image
+        fig.savefig(png, dpi=100); plt.close(fig)
     return fig
 
 # %% ../nbs/07b_loop.ipynb #83d27517
@@ -549,12 +603,20 @@ def preset_table(presets:dict|None=None):
     return pd.DataFrame(rows)
 
 # %% ../nbs/07b_loop.ipynb #6f1d047b
-def load_run_texts(paths:list[str]|None) -> dict[str, str]:
+def run_texts(paths:list[str]|None, # --text files/folders (None: Austen)
+              how:str='auto', # --clean: 'auto', 'gutenberg' or 'lines'
+             ) -> tuple[dict[str, str], dict[str, str]|None]:
+    "`(texts, name -> cleaning applied)` from `--text`, or all of Austen."
+    if not paths: return load_austen(), None
+    texts, done = {}, {}
+    for p in paths:
+        t, d = load_texts_as(p, how)
+        texts |= t; done |= d
+    return texts, done
+
+def load_run_texts(paths:list[str]|None, how:str='auto') -> dict[str, str]:
     "Texts from `--text` files/folders, or all of Austen."
-    if not paths: return load_austen()
-    texts = {}
-    for p in paths: texts |= load_texts(p)
-    return texts
+    return run_texts(paths, how)[0]
 
 # %% ../nbs/07b_loop.ipynb #a3847d8e
 def _command(a) -> str:
@@ -581,17 +643,28 @@ def train_cli(a, # parsed `llmbook train` arguments
     cfg = replace(cfg, **{k: v for k, v in over.items() if v is not None})
     if a.threads: set_threads(a.threads)
     out = Path(a.out or Path('out')/a.preset)
-    t = Trainer(cfg, load_run_texts(a.text), out, resume=a.resume,
+    texts, done = run_texts(a.text, getattr(a, 'clean', 'auto'))
+    t = Trainer(cfg, texts, out, resume=a.resume,
                 force=a.force, strategy=strategy, device=a.device,
                 stop_after=a.stop_after, progress=not a.quiet,
-                command=_command(a)).fit()
+                command=_command(a),
+                session=done and dict(cleaning=done)).fit()
     if t.st.is_main:
         print(f"step {t.step}/{cfg.steps}: best val loss {t.best_val:.4f} "
               f"at step {t.best_step}; run in {out}")
+        ev = [r for r in read_jsonl(out/'metrics.jsonl')
+              if r.get('val_loss') is not None]
+        if ev: print(f"final validation (step {ev[-1]['step']}): loss "
+                     f"{ev[-1]['val_loss']:.4f}, perplexity "
+                     f"{ev[-1]['val_ppl']:.2f}, {ev[-1]['val_bpb']:.4f} "
+                     "bits per byte")
     if t.interrupted:
-        print(f"interrupted: saved {out/'last'}; continue with --resume",
+        sig = t._sigints[0]
+        why = ('interrupted' if sig == signal.SIGINT
+               else f'stopped by {sig.name}')
+        print(f"{why}: saved {out/'last'}; continue with --resume",
               file=sys.stderr)
-        return 130
+        return 128 + sig
     return 0
 
 # %% ../nbs/07b_loop.ipynb #2f273534

@@ -259,3 +259,83 @@ def test_ctrl_c_during_start_up_is_quiet(root):
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and 'Traceback' not in err, err
     assert snap(root) == before
+
+
+# -- training settings (--set) are checked before the disk: one line naming the setting
+SETTINGS = ['bs=0', 'context_len=-1', 'eval_every=0', 'ckpt_every=0', 'grad_accum=0',
+            'eval_batches=0', 'max_lr=abc', 'max_lr=NaN', 'max_lr=0', 'min_lr=-1',
+            'sample_steps=5', 'sample_steps=[-1]', 'grad_accum=3', 'n_kv_head=3', 'dropout=1',
+            'vocab_size=100', 'dtype="float8"', 'val_frac=0', 'steps=-1', 'warmup=-1',
+            'd_model=30', 'beta2=1', 'weight_decay=-0.1', 'style="gpt3"', 'compile="yes"',
+            'n_layer=1.5', 'seed=-1']
+
+
+@pytest.mark.parametrize('setting', SETTINGS)
+def test_bad_setting_is_one_line_before_the_disk(root, setting):
+    key = setting.split('=')[0]
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', '--set', setting, absent=[root/'new'],
+            needles=(f'setting {key}=', 'is not allowed'))
+
+
+def test_bad_setting_in_the_api_is_one_line():
+    from llmbook.train import TrainConfig
+    with pytest.raises(ValueError, match=r'setting bs=0 is not allowed'): TrainConfig(bs=0)
+
+
+def _resume_pre(root, run, *extra):
+    return ('train', '--preset', 'austen-tiny', '--out', run, '--text', root/'text.txt',
+            '--quiet', '--device', 'cpu', *TINY, '--resume', *extra)
+
+
+def test_resume_past_the_end_is_refused(root):
+    refused(root, *_resume_pre(root, root/'pre', '--steps', 2),
+            needles=('at step 4, past --steps 2', '--steps 5'))
+
+
+def test_train_resume_of_a_finetune_names_the_command(root):
+    refused(root, *_resume_pre(root, root/'clf'),
+            needles=('a classify fine-tune', 'llmbook finetune classify'))
+
+
+@pytest.mark.parametrize('name', ['run.json', 'data.json'])
+def test_resume_with_corrupt_run_file_names_it(root, tmp_path, name):
+    run = tmp_path/'run'
+    shutil.copytree(root/'pre', run)
+    (run/name).write_text('{"config": ')
+    refused(tmp_path, *_resume_pre(root, run, '--steps', 5), needles=(str(run/name), 'not valid JSON'))
+
+
+def test_resume_of_other_shape_is_still_refused(root):
+    refused(root, *_resume_pre(root, root/'pre', '--set', 'd_model=64'),
+            needles=('config differs', 'd_model: 32 -> 64'))
+
+
+def test_load_checkpoint_which_must_be_last_or_best(root):
+    from llmbook.checkpoint import load_checkpoint
+    with pytest.raises(ValueError, match="which='bogus' is not allowed"):
+        load_checkpoint(root/'pre', which='bogus')
+
+
+def test_disk_full_while_preparing_data_is_one_line(root, monkeypatch):
+    import errno, llmbook.train as lt
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(lt, 'encode_to_file', full)
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', *TINY, needles=('No space left on device',),
+            absent=[root/'new'])
+
+
+def test_disk_full_at_the_first_save_leaves_no_run(root, monkeypatch):
+    import errno, llmbook.checkpoint as lck
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(lck, 'save_file', full)
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', *TINY, needles=('No space left on device',),
+            absent=[root/'new'])
+
+
+def test_bad_clean_choice_is_one_line(root):
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--clean', 'joined', code=2, absent=[root/'new'],
+            needles=('argument --clean', "'joined'"))

@@ -178,3 +178,17 @@ def test_ctrl_c_saves_and_resumes(base, tmp_path):
                         '--steps', str(k + 2), '--quiet'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads((out/'run.json').read_text())['step'] == k + 2
+
+
+def test_sigterm_saves_and_exits_143(base, tmp_path):
+    "SIGTERM (timeout, Docker, schedulers) a real `llmbook finetune`: saved like Ctrl-C, exit 143."
+    import signal, subprocess
+    out = tmp_path/'term'
+    args = ['llmbook', 'finetune', 'classify', '--base', str(base), '--out', str(out),
+            '--steps', '5000', '--bs', '2', '--max-len', '40', '--quiet']
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = sigint_once_logged(p, out/'metrics.jsonl', 2, sig=signal.SIGTERM)
+    assert p.returncode == 143 and 'SIGTERM' in err and 'Traceback' not in err, err
+    run = json.loads((out/'run.json').read_text())
+    k = json.loads((out/'last'/'meta.json').read_text())['step']
+    assert run['interrupted'] and run['signal'] == 'SIGTERM' and run['step'] == k >= 2

@@ -273,3 +273,167 @@ def test_committed_ablation_reproduces_its_first_steps():
             for key in ('loss', 'val_loss'):
                 if b[key] is not None:
                     assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-4), (k, key, a, b)
+
+
+# -- issue #15, the training side
+def test_sigterm_saves_like_ctrl_c(text, tmp_path):
+    "`timeout`, Docker and schedulers stop jobs with SIGTERM: save `last`, exit 143."
+    import signal
+    args = [str(a) for a in ['--preset', 'austen-tiny', '--text', text, '--quiet', '--steps', 5000,
+                             *TINY, '--set', 'ckpt_every=50']]
+    out = tmp_path/'term'
+    p = subprocess.Popen(['llmbook', 'train', '--out', str(out), *args], stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    err = sigint_once_logged(p, out/'metrics.jsonl', 3, sig=signal.SIGTERM)
+    assert p.returncode == 143 and 'SIGTERM' in err and 'Traceback' not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    k = json.loads((out/'last'/'meta.json').read_text())['step']
+    assert k >= 3 and [s for s, _ in log(out)] == list(range(k + 1))
+    run = json.loads((out/'run.json').read_text())
+    assert run['sessions'][0]['stopped'] == 'interrupted' and run['steps'] == k
+
+
+def test_stale_save_temps_are_removed_and_nothing_else(text, tmp_path):
+    out = tmp_path/'t'
+    assert train(out, text, '--stop-after', 2)[0] == 0
+    junk = [out/'.last.ab12cd34', out/'.best.x_y9z0q1']   # what `kill -9` mid-save leaves
+    for j in junk: j.mkdir(); (j/'model.safetensors').write_bytes(b'0' * 100)
+    keep = [out/'.last.keep', out/'notes.ab12cd34']
+    keep[0].mkdir(); keep[1].write_text('mine')
+    assert train(out, text, '--resume', '--stop-after', 1)[0] == 0
+    assert not any(j.exists() for j in junk) and all(k.exists() for k in keep)
+
+
+def test_resume_may_change_learning_rate_and_cadence_and_records_it(text, tmp_path):
+    out = tmp_path/'lr'
+    assert train(out, text, '--stop-after', 4)[0] == 0
+    code, _, err = train(out, text, '--resume', '--set', 'max_lr=1e-3', 'eval_every=2')
+    assert code == 0, err
+    ses = json.loads((out/'run.json').read_text())['sessions']
+    assert ses[1]['changed'] == {'max_lr': [3e-3, 1e-3], 'eval_every': [4, 2]}
+    assert json.loads((out/'last'/'meta.json').read_text())['config']['max_lr'] == 1e-3
+    assert [s for s, v in log(out, 'val_loss') if v is not None] == [0, 4, 6, 8, 10]
+
+
+def test_divergence_advice_is_what_works(text, tmp_path, monkeypatch):
+    real = lt.next_token_loss
+    monkeypatch.setattr(lopt, 'next_token_loss', lambda lg, y: real(lg, y) * (
+        math.nan if torch.is_grad_enabled() and lt.next_token_loss is real and y.sum() > -1 and
+        flaky_step[0] else 1))
+    flaky_step = [False]
+    out = tmp_path/'d'
+    assert train(out, text, '--stop-after', 3)[0] == 0
+    flaky_step[0] = True
+    code, _, err = train(out, text, '--resume')
+    one_line_error(code, err, 'diverged at step 4', '--resume --set max_lr=0.0015')
+    flaky_step[0] = False
+    advice = err.split('again with ')[1].split(' (')[0].split()   # --resume --set max_lr=X
+    code, out_, err = train(out, text, *advice)
+    assert code == 0 and 'step 10/10' in out_, err
+
+
+def test_resume_without_last_says_it_uses_best(text, tmp_path):
+    import shutil
+    out = tmp_path/'nl'
+    assert train(out, text, '--stop-after', 5)[0] == 0   # best at step 4, last at 5
+    shutil.rmtree(out/'last')
+    code, _, err = train(out, text, '--resume')
+    assert code == 0 and len(err.strip().splitlines()) == 1, err
+    assert 'last is missing; resuming from' in err and 'best (step 4)' in err
+    assert json.loads((out/'run.json').read_text())['sessions'][1]['resumed_from'] == 'best'
+
+
+@pytest.mark.parametrize('junk', ['\n', '{"step": 9, "lo', '\n{"step": 7, "loss": 1}\n{"st'])
+def test_resume_repairs_a_cut_metrics_log(full, text, tmp_path, junk):
+    out = tmp_path/'cut'
+    assert train(out, text, '--stop-after', 4)[0] == 0
+    with open(out/'metrics.jsonl', 'a') as f: f.write(junk)
+    code, _, err = train(out, text, '--resume')
+    assert code == 0, err
+    assert log(out) == log(full)
+
+
+def test_train_prints_the_final_validation(full, text, tmp_path):
+    code, out, err = train(tmp_path/'v', text, '--stop-after', 6)
+    assert code == 0, err
+    last = [r for r in lt.read_jsonl(tmp_path/'v'/'metrics.jsonl') if r['val_loss'] is not None][-1]
+    assert last['step'] == 4 and (f"final validation (step 4): loss {last['val_loss']:.4f}, "
+        f"perplexity {last['val_ppl']:.2f}, {last['val_bpb']:.4f} bits per byte") in out
+
+
+def test_loss_plot_labels_lie_inside_the_image(full, tmp_path):
+    fig = lt.plot_metrics(full/'metrics.jsonl', tmp_path/'loss.png')
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    r = FigureCanvasAgg(fig).get_renderer()   # the figure as saved (closed after saving)
+    box, ax = fig.bbox, fig.axes[0]
+    for lab in (ax.xaxis.label, ax.yaxis.label):
+        b = lab.get_window_extent(r)
+        assert b.x0 >= box.x0 and b.y0 >= box.y0 and b.x1 <= box.x1 and b.y1 <= box.y1, lab
+
+
+def test_disk_full_mid_run_keeps_the_previous_checkpoint(text, tmp_path, monkeypatch):
+    import errno
+    out, calls = tmp_path/'full', []
+    real = lck.save_file
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) > 6: raise OSError(errno.ENOSPC, 'No space left on device')
+        return real(*a, **k)
+    monkeypatch.setattr(lck, 'save_file', flaky)
+    code, _, err = train(out, text)
+    assert code == 1 and err.strip().count('\n') == 0 and 'No space left' in err, err
+    monkeypatch.setattr(lck, 'save_file', real)
+    k = json.loads((out/'last'/'meta.json').read_text())['step']
+    assert k > 0 and not list(out.glob('.last.*')) + list(out.glob('.best.*'))
+    assert train(out, text, '--resume')[0] == 0
+
+
+@pytest.mark.parametrize('how,want,joined', [('auto', 'lines', False), ('lines', 'lines', False),
+                                             ('gutenberg', 'gutenberg', True)])
+def test_text_cleaning_keeps_verse_unless_told_and_is_recorded(tmp_path, how, want, joined):
+    src = Path(os.environ.get('LLMBOOK_DATA', '/work/shared/data'))/'tinyshakespeare'/'input.txt'
+    if not src.exists(): pytest.skip('tiny-shakespeare is not on disk')
+    text = tmp_path/'shakespeare.txt'
+    text.write_text(src.read_text()[:20_000])
+    out = tmp_path/how
+    code, _, err = cli('train', '--preset', 'austen-tiny', '--out', out, '--text', text, '--quiet',
+                       '--clean', how, '--stop-after', 1, *TINY)
+    assert code == 0, err
+    assert json.loads((out/'run.json').read_text())['sessions'][0]['cleaning'] == {'shakespeare': want}
+    tok = lt.BPETokenizer.load(out/'tokenizer.txt')
+    seen = tok.decode(lt.load_tokens(out/'train.bin')[:40].tolist())
+    assert seen.startswith('First Citizen:' + (' ' if joined else '\n') + 'Before we proceed'), seen
+
+
+def test_hard_wrapped_text_without_markers_is_joined():
+    from llmbook.data import clean_as
+    para = ('It is a truth universally acknowledged, that a single man in\n'
+            'possession of a good fortune, must be in want of a wife. However\n'
+            'little known the feelings or views of such a man may be on his\n'
+            'first entering a neighbourhood, this truth is so well fixed.')
+    text, how = clean_as('\n\n'.join([para] * 4))
+    assert how == 'wrapped' and text.count('\n') == 6   # four paragraphs, one line each
+
+
+def test_second_ctrl_c_during_the_final_save_is_quiet(text, tmp_path):
+    "Ctrl-C twice, the second while `last` is being written: exit 130, no traceback, no half save."
+    import signal, time
+    slow = ("import sys, time, llmbook.checkpoint as c\nreal, n = c.save_file, [0]\n"
+            "def slow(*a, **k):\n    n[0] += 1\n    if n[0] > 2: time.sleep(3)  # after step 0's\n"
+            "    return real(*a, **k)\nc.save_file = slow\n"
+            "from llmbook.cli import main\nsys.exit(main(sys.argv[1:]))")
+    out = tmp_path/'twice'
+    p = subprocess.Popen([sys.executable, '-c', slow, 'train', '--out', str(out), '--preset',
+                          'austen-tiny', '--text', str(text), '--quiet', '--steps', '5000', *TINY,
+                          '--set', 'ckpt_every=100000', 'eval_every=100000'], stderr=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    t0 = time.time()
+    while not (out/'metrics.jsonl').exists() or len((out/'metrics.jsonl').read_text().splitlines()) < 3:
+        assert time.time() - t0 < 60; time.sleep(0.1)
+    p.send_signal(signal.SIGINT); time.sleep(1.0)   # the loop stops; the final save sleeps
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and 'Traceback' not in err and len(err.strip().splitlines()) <= 1, err
+    assert json.loads((out/'last'/'meta.json').read_text())['step'] == 0   # the step-0 save, whole
+    assert not list(out.glob('.last.*'))
+    lck.load_checkpoint(out)  # verifies every checksum
