@@ -317,19 +317,13 @@ def test_load_checkpoint_which_must_be_last_or_best(root):
         load_checkpoint(root/'pre', which='bogus')
 
 
-def test_disk_full_while_preparing_data_is_one_line(root, monkeypatch):
-    import errno, llmbook.train as lt
+@pytest.mark.parametrize('where', ['llmbook.train:encode_to_file', 'llmbook.checkpoint:save_file'],
+                         ids=['while preparing data', 'at the first save'])
+def test_disk_full_before_the_first_checkpoint_is_one_line_and_leaves_no_run(root, monkeypatch, where):
+    import errno, importlib
+    mod, name = where.split(':')
     def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(lt, 'encode_to_file', full)
-    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
-            root/'text.txt', '--quiet', *TINY, needles=('No space left on device',),
-            absent=[root/'new'])
-
-
-def test_disk_full_at_the_first_save_leaves_no_run(root, monkeypatch):
-    import errno, llmbook.checkpoint as lck
-    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(lck, 'save_file', full)
+    monkeypatch.setattr(importlib.import_module(mod), name, full)
     refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
             root/'text.txt', '--quiet', *TINY, needles=('No space left on device',),
             absent=[root/'new'])
