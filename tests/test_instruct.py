@@ -162,17 +162,23 @@ def test_cli_finetune_runs_refuses_and_resumes(base, tmp_path, capsys):
               '--train', 'head', '--quiet'])
 
 
-def test_ctrl_c_saves_and_resumes(base, tmp_path):
-    "SIGINT a real `llmbook finetune`: it saves `last`, exits 130, and --resume goes on."
+def _stop_a_finetune(base, out, sig):
+    "Start a real `llmbook finetune classify`, send `sig` once it has logged: (stderr, code, run, step)."
     import subprocess
-    out = tmp_path/'int'
     args = ['llmbook', 'finetune', 'classify', '--base', str(base), '--out', str(out),
             '--steps', '5000', '--bs', '2', '--max-len', '40', '--quiet']
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err = sigint_once_logged(p, out/'metrics.jsonl', 2)
-    assert p.returncode == 130 and 'interrupted' in err and 'Traceback' not in err, err
+    err = sigint_once_logged(p, out/'metrics.jsonl', 2, sig=sig)
     run = json.loads((out/'run.json').read_text())
-    k = json.loads((out/'last'/'meta.json').read_text())['step']
+    return err, p.returncode, run, json.loads((out/'last'/'meta.json').read_text())['step']
+
+
+def test_ctrl_c_saves_and_resumes(base, tmp_path):
+    "SIGINT a real `llmbook finetune`: it saves `last`, exits 130, and --resume goes on."
+    import signal, subprocess
+    out = tmp_path/'int'
+    err, code, run, k = _stop_a_finetune(base, out, signal.SIGINT)
+    assert code == 130 and 'interrupted' in err and 'Traceback' not in err, err
     assert run['interrupted'] and run['step'] == k >= 2
     r = subprocess.run(['llmbook', 'finetune', 'classify', '--out', str(out), '--resume',
                         '--steps', str(k + 2), '--quiet'], capture_output=True, text=True)
@@ -182,13 +188,7 @@ def test_ctrl_c_saves_and_resumes(base, tmp_path):
 
 def test_sigterm_saves_and_exits_143(base, tmp_path):
     "SIGTERM (timeout, Docker, schedulers) a real `llmbook finetune`: saved like Ctrl-C, exit 143."
-    import signal, subprocess
-    out = tmp_path/'term'
-    args = ['llmbook', 'finetune', 'classify', '--base', str(base), '--out', str(out),
-            '--steps', '5000', '--bs', '2', '--max-len', '40', '--quiet']
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err = sigint_once_logged(p, out/'metrics.jsonl', 2, sig=signal.SIGTERM)
-    assert p.returncode == 143 and 'SIGTERM' in err and 'Traceback' not in err, err
-    run = json.loads((out/'run.json').read_text())
-    k = json.loads((out/'last'/'meta.json').read_text())['step']
+    import signal
+    err, code, run, k = _stop_a_finetune(base, tmp_path/'term', signal.SIGTERM)
+    assert code == 143 and 'SIGTERM' in err and 'Traceback' not in err, err
     assert run['interrupted'] and run['signal'] == 'SIGTERM' and run['step'] == k >= 2
