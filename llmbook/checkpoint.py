@@ -63,7 +63,8 @@ def _validate(c):
         v = getattr(c, k)
         if not isnum(v) or not lo <= v < hi or (k == 'val_frac' and v == 0):
             raise _bad(k, v, f"must be a number {what}")
-    for k in ('max_lr', 'min_lr', 'weight_decay', 'grad_clip', 'time_budget'):
+    for k in ('max_lr', 'min_lr', 'weight_decay', 'grad_clip', 'time_budget',
+              'muon_lr'):
         v = getattr(c, k)
         if not isnum(v) or v < 0 or (k == 'max_lr' and v == 0):
             raise _bad(k, v, "must be a number " +
@@ -77,6 +78,8 @@ def _validate(c):
                    "[0,50] (or [] for none)")
     if c.dtype not in ('float32', 'bfloat16', 'float16'):
         raise _bad('dtype', c.dtype, "use float32, bfloat16 or float16")
+    if c.optimizer not in ('adamw', 'muon'):
+        raise _bad('optimizer', c.optimizer, "use adamw or muon")
     if not isinstance(c.compile, bool):
         raise _bad('compile', c.compile, "must be true or false")
 
@@ -111,6 +114,8 @@ class TrainConfig:
     dtype:str='float32' # 'bfloat16': autocast the forward pass
     compile:bool=False # torch.compile the model
     time_budget:float=0 # seconds of training, then it saves (0: off)
+    optimizer:str='adamw' # or 'muon': Muon for the matrices (chapter 7)
+    muon_lr:float=0.02 # Muon's peak learning rate
 
     def __post_init__(self): _validate(self)
 
@@ -343,7 +348,7 @@ def _texts_digest(texts:dict[str, str]) -> str:
 # %% ../nbs/07a_checkpoints.ipynb #f610fd7a
 RESUME_MAY_CHANGE = ('steps', 'compile', 'max_lr', 'min_lr', 'warmup',
     'eval_every', 'eval_batches', 'ckpt_every', 'sample_steps',
-    'sample_tokens', 'patience', 'time_budget')
+    'sample_tokens', 'patience', 'time_budget', 'muon_lr')
 
 def _check_resume(out:Path, cfg:TrainConfig, saved:TrainConfig, state:dict,
                   texts:dict|None):

@@ -69,7 +69,8 @@ def _env(p):
          'llmbook train --preset austen-tiny')
 def _train(p):
     p.add_argument('--preset', required=True,
-                   help='austen-tiny or austen-15m (see llmbook.train.PRESETS)')
+                   help='austen-tiny, austen-15m or austen-speedrun '
+                   '(see llmbook.train.PRESETS)')
     p.add_argument('--steps', type=POS, help="the run's total optimizer steps")
     p.add_argument('--out', help='run folder (default out/PRESET)')
     p.add_argument('--resume', action='store_true',
@@ -96,6 +97,8 @@ def _train(p):
     p.add_argument('--stop-after', type=POS, metavar='N',
                    help='stop (saving) after N steps of this session')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--no-eval', action='store_true', help='skip scoring '
+                   'every held-out token at the end (llmbook eval does it)')
     p.add_argument('--nproc', type=POS, default=1, help='processes per '
                    'machine (one per GPU); above 1, data parallel via torchrun')
     p.add_argument('--nnodes', type=POS, default=1,
@@ -221,6 +224,28 @@ def _ablate(p):
     def run(a):
         from llmbook.train import ablate_cli
         ablate_cli(a)
+    return run
+
+# %% ../nbs/99_cli.ipynb #d81f29aa
+@command('speedrun', 'time one fresh llmbook train against the clock, '
+         'score it and log it', 'llmbook speedrun 09-try --change "bs=32" '
+         '--set bs=32')
+def _speedrun(p):
+    p.add_argument('name', help="the attempt's name: its folder in --log")
+    p.add_argument('--change', required=True, help='what the attempt changes')
+    p.add_argument('--log', default='runs/speedrun',
+                   help='folder of records.jsonl and the attempts')
+    p.add_argument('--preset', default='austen-speedrun',
+                   help='what llmbook train starts from')
+    p.add_argument('--set', nargs='+', action='extend', metavar='KEY=VALUE',
+                   help='override preset fields, e.g. --set bs=32')
+    p.add_argument('--threads', type=POS, help='torch CPU threads')
+    p.add_argument('--force', action='store_true',
+                   help='replace an attempt of the same name')
+    def run(a):
+        from llmbook.speedrun import speedrun, record_line
+        print(record_line(speedrun(a.name, a.change, a.log, a.preset, a.set,
+                                   a.threads, a.force)))
     return run
 
 # %% ../nbs/99_cli.ipynb #4e1b6efd

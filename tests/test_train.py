@@ -519,7 +519,8 @@ def test_eval_without_val_bin_of_other_text_says_use_text(full, tmp_path):
 # -- --time-budget: the cosine runs over seconds; the run stops when they are spent
 def test_time_budget_stops_the_run_saves_and_evaluates(text, tmp_path):
     out = tmp_path/'tb'
-    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 1.5)
+    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 1.5,
+                        '--set', 'ckpt_every=100000')  # `last` saved when time is up
     assert code == 0, err
     run = json.loads((out/'run.json').read_text())
     assert run['sessions'][-1]['stopped'] == 'time_budget'
@@ -536,10 +537,12 @@ def test_time_budget_stops_the_run_saves_and_evaluates(text, tmp_path):
 
 def test_time_budget_resumes_from_the_time_spent(text, tmp_path):
     out = tmp_path/'tb'
-    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 1)
+    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 1,
+                        '--set', 'ckpt_every=100000')
     assert code == 0, err
     first = json.loads((out/'last'/'meta.json').read_text())
-    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 2, '--resume')
+    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 2, '--resume',
+                        '--set', 'ckpt_every=100000')
     assert code == 0, err
     run = json.loads((out/'run.json').read_text())
     assert run['sessions'][1]['changed'] == {'time_budget': [1, 2]}
