@@ -151,7 +151,8 @@ class FastDecoder:
             self.head = _fold(model.norm, model.lm_head)  # (V, C)
         self.emb, h = model.tok_emb.weight.detach(), c.head_dim // 2
         self.cos = model.rope.cos  # (context, hs)
-        self.sin = torch.cat([-model.rope.sin[:, :h], model.rope.sin[:, h:]], -1)
+        sin = model.rope.sin  # (context, hs)
+        self.sin = torch.cat([-sin[:, :h], sin[:, h:]], -1)  # rotate_half signs
 
     @staticmethod
     def supports(model:GPT) -> bool:
