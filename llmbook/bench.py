@@ -238,12 +238,12 @@ def tokenizer_bench(corpus:str, # training and encoding text
 # %% ../nbs/98_bench.ipynb #dd501e15
 BENCH_SIZES = {
     'full': dict(model=CONFIGS['book-15m'], bs=4, tokens=200, prompt=16,
-                 chars=None, vocab=4096, repeats=3, peak_n=2048,
+                 chars=None, vocab=4096, repeats=5, peak_n=2048,
                  compile=True),
     'quick': dict(model=GPTConfig(vocab_size=4096, context_len=128,
                                   d_model=256, n_layer=4, n_head=4,
                                   n_kv_head=2), bs=4, tokens=100, prompt=16,
-                  chars=1_000_000, vocab=2048, repeats=3, peak_n=1024,
+                  chars=1_000_000, vocab=2048, repeats=5, peak_n=1024,
                   compile=True),
     'toy': dict(model=GPTConfig(vocab_size=256, context_len=32, d_model=64,
                                 n_layer=2, n_head=4, n_kv_head=2), bs=2,

@@ -157,17 +157,21 @@ class FastDecoder:
     @staticmethod
     def supports(model:GPT) -> bool:
         "True for a float32 llama-style GPT of plain layers and no hooks."
-        mods = list(model.modules())
+        names = ('attn.q_proj', 'attn.k_proj', 'attn.v_proj', 'attn.o_proj',
+                 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj')
         plain = all(type(b) is Block and type(b.attn) is CausalSelfAttention
                     and type(b.mlp) is SwiGLU and type(b.norm1) is RMSNorm
+                    and type(b.norm2) is RMSNorm and all(type(
+                        b.get_submodule(n)) is nn.Linear for n in names)
                     for b in model.blocks)
         return (type(model) is GPT and model.cfg.style == 'llama'
                 and not model.cfg.bias and plain
-                and all(type(m) is nn.Linear for m in mods
-                        if isinstance(m, nn.Linear))
+                and type(model.norm) is RMSNorm
+                and type(model.lm_head) is nn.Linear
                 and all(p.dtype == torch.float32 for p in model.parameters())
                 and not any(m._forward_hooks or m._forward_pre_hooks
-                            for m in mods))
+                            for m in model.modules()))
+
 
 # %% ../nbs/06_generate.ipynb #991cbc9f
 @torch.no_grad()
