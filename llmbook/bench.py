@@ -292,7 +292,7 @@ def run_bench(size:str='full', # a BENCH_SIZES key
     return res
 
 # %% ../nbs/98_bench.ipynb #810454d9
-_SHORT = {'float32': 'float32', 'bfloat16': 'bf16'}
+_SHORT = {'float32': 'fp32', 'bfloat16': 'bf16'}
 
 def _train_rows(res:dict) -> list[tuple]:
     "Tokens/s and MFU rows, per precision, eager then compiled."
