@@ -4,12 +4,14 @@
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'RESUME_MAY_CHANGE', 'TrainConfig', 'model_config', 'config_from_dict', 'parse_overrides',
-           'save_checkpoint', 'find_checkpoint', 'load_checkpoint', 'hardware', 'provenance', 'check_out_dir']
+           'save_checkpoint', 'find_checkpoint', 'load_checkpoint', 'hardware', 'provenance', 'check_out_dir',
+           'heldout_tokens', 'score_model', 'eval_checkpoint', 'eval_line']
 
 # %% ../nbs/07a_checkpoints.ipynb #ce5c7f42
 import json, math, os, re, shutil, subprocess, tempfile
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
+import numpy as np
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -18,6 +20,9 @@ from .core import *
 from .tokenizer import BPETokenizer
 from .model import GPTConfig, GPT
 from .optim import _optim_tensors
+from .optim import evaluate_all, bits_per_byte
+from .data import AUSTEN, load_austen, train_val_split
+from .dataset import load_tokens
 
 # %% ../nbs/07a_checkpoints.ipynb #15d05fa2
 _POS = ('n_layer', 'n_head', 'd_model', 'context_len', 'bs', 'grad_accum',
@@ -58,7 +63,7 @@ def _validate(c):
         v = getattr(c, k)
         if not isnum(v) or not lo <= v < hi or (k == 'val_frac' and v == 0):
             raise _bad(k, v, f"must be a number {what}")
-    for k in ('max_lr', 'min_lr', 'weight_decay', 'grad_clip'):
+    for k in ('max_lr', 'min_lr', 'weight_decay', 'grad_clip', 'time_budget'):
         v = getattr(c, k)
         if not isnum(v) or v < 0 or (k == 'max_lr' and v == 0):
             raise _bad(k, v, "must be a number " +
@@ -105,6 +110,7 @@ class TrainConfig:
     seed:int=1337 # model init, data order, dropout
     dtype:str='float32' # 'bfloat16': autocast the forward pass
     compile:bool=False # torch.compile the model
+    time_budget:float=0 # seconds of training, then it saves (0: off)
 
     def __post_init__(self): _validate(self)
 
@@ -337,7 +343,7 @@ def _texts_digest(texts:dict[str, str]) -> str:
 # %% ../nbs/07a_checkpoints.ipynb #f610fd7a
 RESUME_MAY_CHANGE = ('steps', 'compile', 'max_lr', 'min_lr', 'warmup',
     'eval_every', 'eval_batches', 'ckpt_every', 'sample_steps',
-    'sample_tokens', 'patience')
+    'sample_tokens', 'patience', 'time_budget')
 
 def _check_resume(out:Path, cfg:TrainConfig, saved:TrainConfig, state:dict,
                   texts:dict|None):
@@ -380,3 +386,77 @@ def _read_json(path:Path, fix:str):
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is corrupt: not valid JSON ({e}); "
                          f"{fix}") from None
+
+# %% ../nbs/07a_checkpoints.ipynb #04498a55
+def heldout_tokens(run:Path, # the run folder of a checkpoint
+                   tok:BPETokenizer, # the run's tokenizer
+                   val_frac:float, # the share of each text held out
+                  ) -> tuple:
+    "`(ids, n_bytes, what)` of the run's held-out split."
+    if not (run/'data.json').exists():
+        raise FileNotFoundError(f"{run} has no data.json, so its held-out "
+                                "split is unknown; score other text with "
+                                "--text FILE")
+    info = _read_json(run/'data.json', 'score other text with --text FILE')
+    names = info['texts']
+    austen = names == [b.title for b in AUSTEN.values()]
+    what = ('Austen' if austen else ', '.join(names) if len(names) < 3
+            else f'{len(names)} texts')
+    if (run/'val.bin').exists():
+        return (load_tokens(run/'val.bin'), info['val_bytes'],
+                f"the held-out split of {what}")
+    texts = load_austen()
+    if not austen or _texts_digest(texts) != info['digest']:
+        raise FileNotFoundError(
+            f"{run/'val.bin'} is missing and the run was not trained on "
+            "Austen, so its held-out text cannot be rebuilt; score a text "
+            "file with --text FILE")
+    val = train_val_split(texts, val_frac)[1]
+    return (np.array(tok.to_tiktoken().encode_ordinary(val), np.int64),
+            len(val.encode()), "the held-out split of Austen (rebuilt)")
+
+# %% ../nbs/07a_checkpoints.ipynb #00fa826d
+def score_model(model:nn.Module, # a language model
+                tok:BPETokenizer, # its tokenizer
+                cfg:TrainConfig, # its run's config
+                run:Path, # its run folder (for the held-out split)
+                texts:dict[str, str]|None=None, # None: the held-out split
+                bs:int=16, # windows per forward pass
+                dtype:str='float32', # forward-pass precision
+               ) -> dict:
+    "Loss, perplexity and bits per byte over every token of held-out text."
+    if texts is None:
+        ids, n_bytes, what = heldout_tokens(run, tok, cfg.val_frac)
+    else:
+        text = '\n\n'.join(texts.values())
+        ids = np.array(tok.to_tiktoken().encode_ordinary(text), np.int64)
+        n_bytes, what = len(text.encode()), ', '.join(texts)
+    loss, n = evaluate_all(model, ids, cfg.context_len, bs,
+                           next(model.parameters()).device, dtype)
+    return dict(text=what, tokens=len(ids), bytes=n_bytes, loss=loss,
+                ppl=math.exp(min(loss, 50)),
+                bpb=bits_per_byte(loss, n, n_bytes))
+
+def eval_checkpoint(path:Path|str, # a checkpoint or a run folder
+                    which:str='best', # in a run folder: 'best' or 'last'
+                    texts:dict[str, str]|None=None, # None: the held-out split
+                    bs:int=16, # windows per forward pass
+                    device:str|None='cpu', # where to run the model
+                    dtype:str='float32', # forward-pass precision
+                   ) -> dict:
+    "`score_model` of a saved pretraining checkpoint, with its step."
+    ck = find_checkpoint(path, which)
+    if _read_meta(ck).get('format') != 'llmbook-ckpt 1':
+        raise ValueError(f"{ck} is not a pretraining checkpoint; use "
+                         "`llmbook eval`, which also reads fine-tunes")
+    model, tok, cfg, st = load_checkpoint(ck, which, device)
+    return dict(checkpoint=str(ck), step=st['step']) | score_model(
+        model, tok, cfg, ck.parent, texts, bs, dtype)
+
+# %% ../nbs/07a_checkpoints.ipynb #c30f3cf5
+def eval_line(r:dict) -> str:
+    "One `eval_checkpoint` result as the line `llmbook eval` prints."
+    return (f"{r['checkpoint']} (step {r['step']}) on {r['text']}: "
+            f"{r['tokens']:,} tokens, {r['bytes']:,} bytes; loss "
+            f"{r['loss']:.4f}, perplexity {r['ppl']:.2f}, "
+            f"{r['bpb']:.4f} bits per byte")

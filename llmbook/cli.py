@@ -90,6 +90,9 @@ def _train(p):
                    help='bfloat16 autocast for the forward pass')
     p.add_argument('--compile', action='store_true', help='torch.compile')
     p.add_argument('--threads', type=POS, help='torch CPU threads')
+    p.add_argument('--time-budget', type=_num(float, 0, open_lo=True),
+                   metavar='SECONDS', help='decay over this many seconds '
+                   'of training, then save and stop (--steps still caps it)')
     p.add_argument('--stop-after', type=POS, metavar='N',
                    help='stop (saving) after N steps of this session')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -251,6 +254,36 @@ def _generate(p):
                  a.temperature, a.top_k or None, a.top_p, generator=g,
                  on_token=show)
         end()
+    return run
+
+# %% ../nbs/99_cli.ipynb #bf07e197
+@command('eval', 'score a checkpoint on every token of held-out text: '
+         'loss, perplexity, bits per byte', 'llmbook eval --ckpt runs/x')
+def _eval(p):
+    p.add_argument('--ckpt', required=True,
+                   help='a run folder or a checkpoint')
+    p.add_argument('--which', choices=('best', 'last'), default='best',
+                   help='in a run folder: which checkpoint (default best)')
+    p.add_argument('--text', nargs='+', metavar='FILE', help='score these '
+                   ".txt files/folders, not the run's held-out split")
+    p.add_argument('--clean', choices=('auto', 'gutenberg', 'lines'),
+                   default='auto', help='--text cleaning, as for train')
+    p.add_argument('--bs', type=POS, default=16,
+                   help='windows per forward pass (default 16)')
+    p.add_argument('--device', type=_device, default='cpu',
+                   help='cpu, cuda, mps or auto')
+    p.add_argument('--threads', type=POS, help='torch CPU threads')
+    p.add_argument('--json', action='store_true', help='print JSON')
+    def run(a):
+        from llmbook.core import set_threads
+        from llmbook.train import run_texts
+        from llmbook.checkpoint import score_model, eval_line
+        if a.threads: set_threads(a.threads)
+        texts = run_texts(a.text, a.clean)[0] if a.text else None
+        model, tok, cfg, st = load_gpt(a.ckpt, a.which, a.device, 'eval')
+        r = dict(checkpoint=str(st['path']), step=st['step']) | score_model(
+            model, tok, cfg, st['path'].parent, texts, a.bs)
+        print(json.dumps(r, indent=1) if a.json else eval_line(r))
     return run
 
 # %% ../nbs/99_cli.ipynb #b20bde96

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['VARIANTS', 'ABLATION', 'PRESETS', 'TrainingDiverged', 'matmul_peak', 'prepare_data', 'Trainer', 'sigint_flag', 'fit',
            'read_jsonl', 'plot_metrics', 'train', 'variant', 'ablate', 'ablate_cli', 'read_ablation', 'get_preset',
-           'preset_table', 'run_texts', 'load_run_texts', 'train_cli', 'generate_cli']
+           'preset_table', 'run_texts', 'train_cli']
 
 # %% ../nbs/07b_loop.ipynb #5a3dffbd
 import json, math, shutil, signal, sys, time
@@ -108,7 +108,7 @@ class Trainer:
         self.cfg, self.out, self.progress = cfg, out and Path(out), progress
         self.st = strategy or SingleProcess(device)
         self.stop_after, self.command = stop_after, command
-        self.history, self.stopped = [], None
+        self.history, self.stopped, self.elapsed0 = [], None, 0.0
         self._sigints = []  # Ctrl-Cs seen by `sigint_flag`
         self.best_val, self.best_step, self.best_state = math.inf, None, None
         self.resumed, self.saved_state, self._last_saved = resume, None, None
@@ -184,6 +184,7 @@ def _resume(self:Trainer, texts):
     self.step, self.saved_state = state['step'], state['tensors']
     self.best_val = state.get('best_val', math.inf)
     self.best_step, self._last_saved = state.get('best_step'), self.step
+    self.elapsed0 = state.get('elapsed_s', 0.0)  # of the time budget
     self._load_data()
     if self.st.is_main:
         for f in ('metrics.jsonl', 'samples.jsonl'):
@@ -212,6 +213,23 @@ def _build(self:Trainer):
 Trainer._build = _build
 
 # %% ../nbs/07b_loop.ipynb #7826f26c
+def _elapsed(self:Trainer) -> float:
+    "Seconds of training so far, over all sessions (the time budget's)."
+    return time.perf_counter() - self._clock
+
+def _lr(self:Trainer) -> float:
+    "This step's learning rate: over steps, or over the time budget."
+    c = self.cfg
+    if not c.time_budget:
+        return lr_at(self.step, c.max_lr, c.min_lr, c.warmup, c.steps)
+    return lr_at_time(self.step, self._elapsed(), c.max_lr, c.min_lr,
+                      c.warmup, c.time_budget)
+
+def _spent(self:Trainer) -> bool:
+    "Is the time budget (if any) used up?"
+    return bool(self.cfg.time_budget) and \
+        self._elapsed() >= self.cfg.time_budget
+
 def _batches(self:Trainer) -> list:
     "This step's micro-batches, drawn from the data generator."
     c = self.cfg
@@ -222,7 +240,7 @@ def _batches(self:Trainer) -> list:
 def _update(self:Trainer) -> tuple[float, float, float]:
     "One optimizer step: `(loss, grad_norm, lr)`, measured before it."
     c, s = self.cfg, self.step
-    lr = lr_at(s, c.max_lr, c.min_lr, c.warmup, c.steps)
+    lr = self._lr()
     for g in self.opt.param_groups: g['lr'] = lr
     loss = accumulate(self.model, self._batches(), self.st, c.dtype)
     clip = c.grad_clip if c.grad_clip > 0 else math.inf
@@ -234,6 +252,7 @@ def _update(self:Trainer) -> tuple[float, float, float]:
     self.step += 1
     return loss.item(), norm.item(), lr
 Trainer._batches, Trainer._update = _batches, _update
+Trainer._elapsed, Trainer._lr, Trainer._spent = _elapsed, _lr, _spent
 
 # %% ../nbs/07b_loop.ipynb #621382b0
 def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
@@ -268,8 +287,7 @@ def _save(self:Trainer, which:str='last'):
     if self.out: weights, opt = self.st.full_state(self.raw, self.opt)
     if self.out and self.st.is_main:
         extra = dict(best_val=self.best_val, best_step=self.best_step,
-                     lr=lr_at(self.step, self.cfg.max_lr, self.cfg.min_lr,
-                              self.cfg.warmup, self.cfg.steps),
+                     lr=self._lr(), elapsed_s=self._elapsed(),
                      tokens_seen=self.step * self.cfg.tokens_per_step)
         save_checkpoint(self.out/which, weights, self.cfg,
                         self.out/'tokenizer.txt', self.step, opt,
@@ -305,7 +323,8 @@ def _record(self:Trainer, loss, norm, lr, dt) -> dict:
                grad_norm=norm, tokens=self.step * c.tokens_per_step,
                tokens_per_s=round(tps, 1),
                mfu=round(tps * self.fpt / self.peak, 4))
-    if self.step % c.eval_every == 0 or self.step == c.steps:
+    if self.step % c.eval_every == 0 or self.step == c.steps or \
+       self._spent():
         rec |= self._evaluate()
     return rec
 Trainer._record = _record
@@ -335,6 +354,7 @@ def _stop_reason(self:Trainer, session_steps:int) -> str|None:
     "Why the loop should stop now, if it should."
     c = self.cfg
     if self.interrupted: return 'interrupted'
+    if self._spent(): return 'time_budget'
     if self.stop_after is not None and session_steps >= self.stop_after:
         return 'stop_after'
     if c.patience and self.best_step is not None and \
@@ -347,6 +367,7 @@ Trainer._stop_reason = _stop_reason
 def fit(self:Trainer) -> Trainer:
     "Run the loop to `cfg.steps` (or an interruption); return self."
     t0, start, bar = time.time(), self.step, self._bar()
+    self._clock = time.perf_counter() - self.elapsed0  # see _elapsed
     try:
         self._write_run(t0, start)
         if not self.resumed:
@@ -543,7 +564,7 @@ def ablate_cli(a, # parsed `llmbook ablate` arguments
     if a.threads: set_threads(a.threads)
     cfg = replace(ABLATION, **({'steps': a.steps} if a.steps else {}))
     t0 = time.time()
-    runs = ablate(cfg, a.seeds, a.variants, load_run_texts(a.text),
+    runs = ablate(cfg, a.seeds, a.variants, run_texts(a.text)[0],
                   log=print)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out/'ablation.jsonl', 'w') as f:
@@ -614,10 +635,6 @@ def run_texts(paths:list[str]|None, # --text files/folders (None: Austen)
         texts |= t; done |= d
     return texts, done
 
-def load_run_texts(paths:list[str]|None, how:str='auto') -> dict[str, str]:
-    "Texts from `--text` files/folders, or all of Austen."
-    return run_texts(paths, how)[0]
-
 # %% ../nbs/07b_loop.ipynb #a3847d8e
 def _command(a) -> str:
     "The `llmbook` command line that `a` was parsed from."
@@ -632,6 +649,14 @@ def _command(a) -> str:
     return shlex.join(out)
 
 # %% ../nbs/07b_loop.ipynb #076821c2
+def _final_eval(out:Path, device:str|None):
+    "Score `best` on every held-out token; print it, keep it in run.json."
+    r = eval_checkpoint(out, 'best', device=device)
+    print(f"held-out, every token: {eval_line(r)}")
+    run = json.loads((out/'run.json').read_text())
+    run['eval'] = r
+    with atomic_write(out/'run.json', 'w') as f: json.dump(run, f, indent=1)
+
 def train_cli(a, # parsed `llmbook train` arguments
               strategy=None, # e.g. chapter 8's DDPStrategy (None: one process)
              ) -> int:
@@ -639,7 +664,8 @@ def train_cli(a, # parsed `llmbook train` arguments
     cfg = parse_overrides(get_preset(a.preset), a.set)
     over = dict(steps=a.steps, seed=a.seed,
                 dtype='bfloat16' if a.bf16 else None,
-                compile=True if a.compile else None)
+                compile=True if a.compile else None,
+                time_budget=getattr(a, 'time_budget', None))
     cfg = replace(cfg, **{k: v for k, v in over.items() if v is not None})
     if a.threads: set_threads(a.threads)
     out = Path(a.out or Path('out')/a.preset)
@@ -658,6 +684,7 @@ def train_cli(a, # parsed `llmbook train` arguments
                      f"{ev[-1]['val_loss']:.4f}, perplexity "
                      f"{ev[-1]['val_ppl']:.2f}, {ev[-1]['val_bpb']:.4f} "
                      "bits per byte")
+        if (out/'best').exists(): _final_eval(out, a.device)
     if t.interrupted:
         sig = t._sigints[0]
         why = ('interrupted' if sig == signal.SIGINT
@@ -666,12 +693,3 @@ def train_cli(a, # parsed `llmbook train` arguments
               file=sys.stderr)
         return 128 + sig
     return 0
-
-# %% ../nbs/07b_loop.ipynb #2f273534
-def generate_cli(a) -> str:
-    "Run `llmbook generate` from parsed arguments; return the text."
-    model, tok, cfg, st = load_checkpoint(a.ckpt, 'best', a.device)
-    text = _sample(model, tok, a.max_new_tokens, next(model.parameters())
-                   .device, a.prompt, a.temperature, a.top_k, a.top_p, a.seed)
-    print(a.prompt + text)
-    return a.prompt + text

@@ -85,9 +85,13 @@ FLAGS = [
     ('train', '--stop-after', '-1'), ('train', '--node-rank', '-1'), ('train', '--seed', '1.5'),
     ('ablate', '--steps', '0'), ('ablate', '--seeds', '-1'), ('ablate', '--threads', '0'),
     ('bench', '--threads', '0'), ('bench', '--device', 'tpu'),
+    ('train', '--time-budget', '0'), ('train', '--time-budget', '-5'),
+    ('train', '--time-budget', 'nan'), ('train', '--time-budget', 'soon'),
+    ('eval', '--bs', '0'), ('eval', '--threads', '0'), ('eval', '--device', 'tpu'),
 ]
 BASE = {'finetune': ['finetune', 'classify', '--base', '{pre}', '--out', '{new}'],
         'generate': ['generate', '--ckpt', '{pre}'],
+        'eval': ['eval', '--ckpt', '{pre}'],
         'train': ['train', '--preset', 'austen-tiny', '--out', '{new}'],
         'ablate': ['ablate', '--out', '{new}'], 'bench': ['bench', '--size', 'toy', '--out', '{new}']}
 
@@ -131,7 +135,7 @@ SAYS = {'meta {}': 'is not an llmbook checkpoint', 'meta [1,2]': 'is not an llmb
         'weights truncated': 'damaged'}
 
 
-@pytest.mark.parametrize('cmd', ['generate', 'export-hf'])
+@pytest.mark.parametrize('cmd', ['generate', 'export-hf', 'eval'])
 @pytest.mark.parametrize('damage', list(DAMAGE))
 def test_damaged_checkpoint_is_one_line(root, tmp_path, cmd, damage):
     run = tmp_path/'run'
@@ -143,7 +147,7 @@ def test_damaged_checkpoint_is_one_line(root, tmp_path, cmd, damage):
     assert '--force' not in err  # neither command has it for a checkpoint
 
 
-@pytest.mark.parametrize('cmd', ['generate', 'export-hf'])
+@pytest.mark.parametrize('cmd', ['generate', 'export-hf', 'eval'])
 def test_finetune_folder_says_what_it_is(root, tmp_path, cmd):
     out = ['--out', tmp_path/'hf'] if cmd == 'export-hf' else []
     refused(root, cmd, '--ckpt', root/'clf', *out, absent=[tmp_path/'hf'],

@@ -437,3 +437,112 @@ def test_second_ctrl_c_during_the_final_save_is_quiet(text, tmp_path):
     assert json.loads((out/'last'/'meta.json').read_text())['step'] == 0   # the step-0 save, whole
     assert not list(out.glob('.last.*'))
     lck.load_checkpoint(out)  # verifies every checksum
+
+
+# -- llmbook eval: every held-out token, the same figures train prints at its end
+def naive_heldout(model, ids, context):
+    "Sum of -log p over windows of `context`, one window at a time, in float64."
+    ids, total = torch.as_tensor(ids.astype('int64')), 0.0
+    with torch.no_grad():
+        for s in range(0, len(ids) - 1, context):
+            x, y = ids[s:s + context], ids[s + 1:s + context + 1]
+            logp = model.eval()(x[None, :len(y)])[0].double().log_softmax(-1)
+            total -= logp[torch.arange(len(y)), y].sum().item()
+    return total / (len(ids) - 1)
+
+
+def test_eval_scores_every_heldout_token(full):
+    from llmbook.dataset import load_tokens
+    code, out, err = cli('eval', '--ckpt', full, '--json', '--bs', 3)
+    assert code == 0, err
+    r, info = json.loads(out), json.loads((full/'data.json').read_text())
+    assert (r['tokens'], r['bytes']) == (info['val_tokens'], info['val_bytes'])
+    model, _, cfg, st = lck.load_checkpoint(full, 'best')
+    assert r['step'] == st['step'] == json.loads((full/'run.json').read_text())['best_step']
+    ref = naive_heldout(model, load_tokens(full/'val.bin'), cfg.context_len)
+    assert r['loss'] == pytest.approx(ref, rel=1e-5)
+    assert r['bpb'] == pytest.approx(ref * (r['tokens'] - 1) / (math.log(2) * r['bytes']))
+    assert r['ppl'] == pytest.approx(math.exp(ref), rel=1e-5)
+
+
+def test_train_ends_with_the_same_heldout_eval(text, tmp_path):
+    code, out, err = train(tmp_path/'e', text)
+    assert code == 0, err
+    code, ev, err = cli('eval', '--ckpt', tmp_path/'e')
+    assert code == 0, err
+    assert f"held-out, every token: {ev.strip()}" in out.splitlines()
+    kept = json.loads((tmp_path/'e'/'run.json').read_text())['eval']
+    assert kept == lck.eval_checkpoint(tmp_path/'e')
+
+
+def test_eval_of_text_files_and_of_the_last_checkpoint(full, text):
+    code, out, err = cli('eval', '--ckpt', full, '--which', 'last', '--text', text, '--json')
+    assert code == 0, err
+    r = json.loads(out)
+    model, tok, cfg, st = lck.load_checkpoint(full, 'last')
+    assert r['checkpoint'].endswith('last') and r['step'] == st['step'] == 10
+    clean = lt.run_texts([str(text)])[0]
+    ids = tok.encode('\n\n'.join(clean.values()))
+    assert r['tokens'] == len(ids) and r['text'] == ', '.join(clean)
+    import numpy as np
+    assert r['loss'] == pytest.approx(naive_heldout(model, np.array(ids), cfg.context_len),
+                                      rel=1e-5)
+
+
+def test_eval_rebuilds_the_austen_split_when_val_bin_is_gone(tmp_path):
+    out = tmp_path/'a'
+    code, _, err = cli('train', '--preset', 'austen-tiny', '--out', out, '--quiet', '--steps', 1,
+                       *TINY)
+    assert code == 0, err
+    code, kept, err = cli('eval', '--ckpt', out, '--json')
+    assert code == 0, err
+    (out/'val.bin').unlink()
+    code, rebuilt, err = cli('eval', '--ckpt', out, '--json')
+    assert code == 0, err
+    a, b = json.loads(kept), json.loads(rebuilt)
+    assert b['text'] == 'the held-out split of Austen (rebuilt)'
+    assert {k: a[k] for k in ('tokens', 'bytes', 'loss')} == \
+        {k: b[k] for k in ('tokens', 'bytes', 'loss')}
+
+
+def test_eval_without_val_bin_of_other_text_says_use_text(full, tmp_path):
+    import shutil
+    run = tmp_path/'copy'
+    shutil.copytree(full, run)
+    (run/'val.bin').unlink()
+    before = snapshot(run)
+    code, _, err = cli('eval', '--ckpt', run)
+    one_line_error(code, err, 'val.bin is missing', '--text FILE')
+    assert snapshot(run) == before
+
+
+# -- --time-budget: the cosine runs over seconds; the run stops when they are spent
+def test_time_budget_stops_the_run_saves_and_evaluates(text, tmp_path):
+    out = tmp_path/'tb'
+    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 1.5)
+    assert code == 0, err
+    run = json.loads((out/'run.json').read_text())
+    assert run['sessions'][-1]['stopped'] == 'time_budget'
+    step = run['steps']
+    assert 0 < step < 100_000
+    m = lt.read_jsonl(out/'metrics.jsonl')
+    assert m[-1]['step'] == step and m[-1]['val_loss'] is not None  # scored at the end
+    meta = json.loads((out/'last'/'meta.json').read_text())
+    assert meta['step'] == step and meta['elapsed_s'] >= 1.5 and meta['lr'] == 3e-4  # min_lr
+    lrs = [r['lr'] for r in m[1:]]
+    assert lrs[:2] == [3e-3 / 2, 3e-3]  # warmup=2 in steps, then the decay over time
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+
+
+def test_time_budget_resumes_from_the_time_spent(text, tmp_path):
+    out = tmp_path/'tb'
+    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 1)
+    assert code == 0, err
+    first = json.loads((out/'last'/'meta.json').read_text())
+    code, _, err = train(out, text, '--steps', 100_000, '--time-budget', 2, '--resume')
+    assert code == 0, err
+    run = json.loads((out/'run.json').read_text())
+    assert run['sessions'][1]['changed'] == {'time_budget': [1, 2]}
+    assert run['sessions'][1]['stopped'] == 'time_budget'
+    second = json.loads((out/'last'/'meta.json').read_text())
+    assert second['step'] > first['step'] and 2 <= second['elapsed_s'] < 2 + first['elapsed_s']
