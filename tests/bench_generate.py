@@ -12,7 +12,9 @@ after one warm-up. Tokens/s counts new tokens only (prefill of the prompt includ
 in the time). The runs are interleaved (ours, HF, ours, ...) so that a change in
 machine load hits all contenders, and both wall-clock and CPU-time rates are shown
 (on a shared machine CPU time is the steadier of the two). It also reports whether
-the greedy tokens agree. The measuring code is `llmbook.bench.decode_bench`, which
+the greedy tokens agree, and the share of the read bound: weight bytes x tokens/s over
+the rate at which one core sums a tensor as large as the weights, timed in the same
+race. The measuring code is `llmbook.bench.decode_bench`, which
 `llmbook bench` uses too.
 """
 import argparse
@@ -41,8 +43,11 @@ def main(argv=None):
     print(f"config {a.config} ({r['params']:,} params), batch 1, prompt "
           f"{a.prompt}, {n} new tokens, {torch.get_num_threads()} thread(s), "
           f"torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"{'':24s} {'tokens/s (wall)':>16s} {'tokens/s (CPU time)':>20s}")
-    for k, v in res.items(): print(f"{k:24s} {v['tok_s']:16.1f} {v['cpu_tok_s']:20.1f}")
+    print(f"read bound: {r['weight_bytes'] / 1e6:.1f} MB of float32 weights per token at "
+          f"{r['read_bw'] / 1e9:.1f} GB/s = {r['read_bw'] / r['weight_bytes']:.0f} tokens/s")
+    print(f"{'':24s} {'tokens/s (wall)':>16s} {'tokens/s (CPU time)':>20s} {'share of bound':>15s}")
+    for k, v in res.items():
+        print(f"{k:24s} {v['tok_s']:16.1f} {v['cpu_tok_s']:20.1f} {v['bound']:15.1%}")
     pairs = [('llmbook, cache', 'transformers, cache'),
              ('llmbook, cache', 'llmbook, no cache'),
              ('llmbook, no cache', 'transformers, no cache')]

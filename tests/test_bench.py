@@ -15,11 +15,12 @@ def test_bench_toy_prints_and_saves_the_table(tmp_path):
     rep = out.read_text()
     assert rep == r.stdout
     assert rep.startswith('command: llmbook bench --size toy --threads 1 --device cpu --out')
-    for row in ('train tokens/s', 'train MFU', 'decode tokens/s, cache', 'decode tokens/s, no cache',
+    for row in ('train tokens/s, fp32', 'train MFU, fp32', 'train tokens/s, bf16', 'train MFU, bf16',
+                'decode tokens/s, cache', 'decode, share of read bound', 'decode tokens/s, no cache',
                 'BPE train s', 'encode MB/s, encode()', 'encode MB/s, to_tiktoken()'):
         line = next(l for l in rep.splitlines() if l.startswith(row))
         assert line.rstrip().endswith('x'), line
-    for key in ('git commit:', 'peak matmul:', 'torch:', 'transformers:', 'cpu count:'):
+    for key in ('git commit:', 'peak matmul, GFLOP/s:', 'read bound:', 'torch:', 'transformers:', 'cpu count:'):
         assert key in rep
     assert 'ids of encode() == to_tiktoken(): True' in rep
 
