@@ -86,19 +86,19 @@ def _load_optim(opt:torch.optim.Optimizer, # built the same way as saved
     opt.load_state_dict({'state': st, 'param_groups': sd['param_groups']})
 
 # %% ../nbs/07_training.ipynb #b84dcffc
-def newton_schulz(G:Tensor, # (m, n) a gradient or momentum matrix
+def newton_schulz(G:Tensor, # (..., m, n) one matrix or a stack of them
                   steps:int=5, # iterations of the quintic
                  ) -> Tensor:
     "G with its singular values pushed near 1 (about U V^T of its SVD)."
     a, b, c = 3.4445, -4.7750, 2.0315  # Jordan et al.'s coefficients
     X = G.float()
-    tall = X.size(0) > X.size(1)
-    if tall: X = X.T  # X X^T is then the smaller product
-    X = X / (X.norm() + 1e-7)  # Frobenius: every singular value <= 1
+    tall = X.size(-2) > X.size(-1)
+    if tall: X = X.mT  # X X^T is then the smaller product
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # all sigma <= 1
     for _ in range(steps):
-        A = X @ X.T
+        A = X @ X.mT
         X = a * X + (b * A + c * A @ A) @ X
-    return X.T if tall else X
+    return X.mT if tall else X
 
 # %% ../nbs/07_training.ipynb #c1155577
 class Muon(torch.optim.Optimizer):
@@ -114,18 +114,25 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self):
         for g in self.param_groups:
-            for p in g['params']:
-                if p.grad is None: continue
-                p.mul_(1 - g['lr'] * g['weight_decay'])
-                (_muon_step if g['muon'] else _adamw_step)(
-                    p, g, self.state[p])
+            ps = [p for p in g['params'] if p.grad is not None]
+            for p in ps: p.mul_(1 - g['lr'] * g['weight_decay'])
+            if g['muon']: _muon_steps(ps, g, self.state)
+            else:
+                for p in ps: _adamw_step(p, g, self.state[p])
 
-def _muon_step(p:Tensor, g:dict, st:dict):
-    "Orthogonalised Nesterov momentum."
-    if not st: st['momentum'] = torch.zeros_like(p)
-    buf = st['momentum'].lerp_(p.grad, 1 - g['momentum'])
-    u = newton_schulz(p.grad.lerp(buf, g['momentum']))
-    p.add_(u.to(p.dtype), alpha=-g['lr'] * max(1, p.size(0) / p.size(1))**.5)
+def _muon_steps(ps:list[Tensor], g:dict, state:dict):
+    "Orthogonalised Nesterov momentum; one Newton-Schulz per shape."
+    by_shape = {}
+    for p in ps: by_shape.setdefault(p.shape, []).append(p)
+    for same in by_shape.values():  # e.g. every q_proj, k_proj, ... at once
+        us = []
+        for p in same:
+            if not state[p]: state[p]['momentum'] = torch.zeros_like(p)
+            buf = state[p]['momentum'].lerp_(p.grad, 1 - g['momentum'])
+            us.append(p.grad.lerp(buf, g['momentum']))
+        scale = max(1, same[0].size(0) / same[0].size(1)) ** 0.5
+        for p, u in zip(same, newton_schulz(torch.stack(us))):
+            p.add_(u.to(p.dtype), alpha=-g['lr'] * scale)
 
 def _adamw_step(p:Tensor, g:dict, st:dict):
     "Adam's moments with bias correction (the decay is done by `step`)."
