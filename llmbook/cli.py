@@ -239,6 +239,8 @@ def _sweep(p):
     p.add_argument('--threads', type=POS, help='torch CPU threads')
     p.add_argument('--force', action='store_true',
                    help='replace a sweep already in --out')
+    p.add_argument('--resume', action='store_true', help='keep the finished '
+                   'runs of an interrupted sweep in --out, run the rest')
     def run(a):
         from llmbook.scaling import sweep_cli
         sweep_cli(a)

@@ -6,7 +6,7 @@
 __all__ = ['SIZES', 'BASE', 'size_config', 'nonemb_params', 'subset', 'make_trainer', 'run_one', 'plan', 'sweep', 'sweep_cli',
            'read_sweep', 'law', 'fit_law', 'compute_optimal', 'effective_tokens', 'frontier']
 
-# %% ../nbs/07d_scaling.ipynb #f20870bd
+# %% ../nbs/07d_scaling.ipynb #1a898059
 import json, math, time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,7 +21,7 @@ from .optim import evaluate_all, bits_per_byte
 from .checkpoint import TrainConfig, model_config, provenance, atomic_write
 from .train import Trainer, read_jsonl, run_texts, _command
 
-# %% ../nbs/07d_scaling.ipynb #8ccfb5bf
+# %% ../nbs/07d_scaling.ipynb #a1520db0
 SIZES = {'S1': (32, 2, 2), 'S2': (64, 2, 4), 'S3': (96, 3, 4),
          'S4': (128, 4, 4), 'S5': (160, 4, 5), 'S6': (192, 4, 6),
          'T1': (16, 1, 2), 'T2': (32, 1, 2)}  # (d_model, n_layer, n_head)
@@ -49,7 +49,7 @@ def nonemb_params(cfg:TrainConfig, # the run
     emb = mc.vocab_size * mc.d_model * (1 if mc.tie_weights else 2)
     return count_params(mc) - emb
 
-# %% ../nbs/07d_scaling.ipynb #582483cc
+# %% ../nbs/07d_scaling.ipynb #aa460b0f
 def subset(ids:np.ndarray, # the training token stream
            frac:float, # share to keep: 1, 1/2, 1/4, ... 1/chunks
            chunks:int=64, # equal pieces the stream is cut into
@@ -60,7 +60,7 @@ def subset(ids:np.ndarray, # the training token stream
         raise ValueError(f"frac={frac} must be 1/k with k dividing {chunks}")
     return np.concatenate(np.array_split(ids, chunks)[::k])
 
-# %% ../nbs/07d_scaling.ipynb #3675cfe3
+# %% ../nbs/07d_scaling.ipynb #afa842d3
 def make_trainer(spec:dict, # axis, size, steps, frac, dropout, ...
                  texts:dict[str, str], # name -> text
                  tok:BPETokenizer, # shared by every run of the sweep
@@ -75,7 +75,7 @@ def make_trainer(spec:dict, # axis, size, steps, frac, dropout, ...
     t.train_ids = subset(t.train_ids, spec.get('frac', 1))  # before fit
     return t
 
-# %% ../nbs/07d_scaling.ipynb #0e93f93f
+# %% ../nbs/07d_scaling.ipynb #b4c1c7f1
 def run_one(spec:dict, # axis, size, steps, frac, dropout, weight_decay, ...
             texts:dict[str, str], # name -> text
             tok:BPETokenizer, # shared by every run of the sweep
@@ -103,7 +103,7 @@ def run_one(spec:dict, # axis, size, steps, frac, dropout, weight_decay, ...
         curve=[[r['step'], r['loss'], r['val_loss']] for r in t.history
                if r['val_loss'] is not None])
 
-# %% ../nbs/07d_scaling.ipynb #202d23b1
+# %% ../nbs/07d_scaling.ipynb #cd3f199a
 def plan(toy:bool=False, # a few tiny runs, for tests
         ) -> list[dict]:
     "The runs of `llmbook sweep`, one dict per run, grouped by axis."
@@ -113,17 +113,17 @@ def plan(toy:bool=False, # a few tiny runs, for tests
         + [R('size', 'T2', 8, frac=1/2, patience=2),
            R('repeat', 'T1', 8, frac=1/4)]
     grid = [R('grid', s, n) for s in ('S1', 'S2', 'S3', 'S4', 'S6')
-            for n in (100, 200, 400, 800)]  # fresh text: under an epoch
-    size = [R('size', s, 800, frac=1/8, patience=3)
+            for n in (100, 200, 400, 800) if s != 'S6' or n < 800]
+    size = [R('size', s, 600, frac=1/8, patience=3)
             for s in ('S1', 'S2', 'S3', 'S4', 'S5', 'S6')]
-    reg = [R('reg', s, 800, frac=1/8, patience=3, **kw) for s in ('S3', 'S4')
+    reg = [R('reg', 'S4', 600, frac=1/8, patience=3, **kw)
            for kw in (dict(dropout=0.1), dict(weight_decay=1.0))]
-    data = [R('data', 'S4', 800, frac=f, patience=3) for f in (1/4, 1/2, 1)]
+    data = [R('data', 'S4', 600, frac=f, patience=3) for f in (1/4, 1/2, 1)]
     repeat = [R('repeat', 'S3', 800, frac=f)
               for f in (1/2, 1/4, 1/8, 1/16, 1/32)]  # equal tokens seen
     return grid + size + reg + data + repeat
 
-# %% ../nbs/07d_scaling.ipynb #efa3b6cd
+# %% ../nbs/07d_scaling.ipynb #5b1ec5ee
 def sweep(runs:list[dict], # from `plan`
           texts:dict[str, str]|None=None, # name -> text (None: Austen)
           base:TrainConfig=BASE, # shared settings
@@ -139,22 +139,40 @@ def sweep(runs:list[dict], # from `plan`
         if log: log(recs[-1])
     return recs
 
-# %% ../nbs/07d_scaling.ipynb #e92bd6cc
+# %% ../nbs/07d_scaling.ipynb #2b31b5ad
 def _line(r:dict) -> str:
     "One progress line for a finished run."
     return (f"{r['axis']:6} {r['size']} frac {r['frac']:<7g} "
             f"steps {r['steps_done']:4d}: {r['val_bpb']:.4f} bits/byte, "
             f"{r['cpu_s']:.0f} cpu s")
 
+def _key(r:dict) -> str:
+    "What identifies a run of the plan (its spec, with the defaults filled)."
+    d = dict(frac=1, dropout=0.0, weight_decay=None, patience=0)
+    return json.dumps({k: r.get(k, d.get(k)) for k in ('axis', 'size',
+                       'steps', *d)})
+
+def _todo(out:Path, runs:list, resume:bool, force:bool) -> list[dict]:
+    "The finished records kept from an interrupted sweep in `out`."
+    if (out/'run.json').exists() and not force:
+        raise FileExistsError(f"{out} already holds a sweep; add --force "
+                              "to replace it")
+    if not resume: return []
+    if not (out/'sweep.jsonl').exists() or (out/'run.json').exists():
+        raise FileNotFoundError(f"no interrupted sweep in {out} to resume")
+    keys = {_key(r) for r in runs}
+    return [r for r in read_jsonl(out/'sweep.jsonl') if _key(r) in keys]
+
 def sweep_cli(a, # parsed `llmbook sweep` arguments
              ) -> list[dict]:
     "Run `llmbook sweep`: train the plan, write the log to `a.out`."
     out = Path(a.out)
-    if (out/'run.json').exists() and not a.force:
-        raise FileExistsError(f"{out} already holds a sweep; add --force "
-                              "to replace it")
+    if a.resume and a.force:
+        raise ValueError("--resume and --force contradict each other")
     if a.threads: set_threads(a.threads)
     runs = [r for r in plan(a.toy) if not a.axes or r['axis'] in a.axes]
+    kept = _todo(out, runs, a.resume, a.force)
+    done = {_key(r) for r in kept}
     out.mkdir(parents=True, exist_ok=True)
     (out/'run.json').unlink(missing_ok=True)  # a partial log has none
     prov = provenance(out)  # the commit that runs, before any edit
@@ -162,14 +180,20 @@ def sweep_cli(a, # parsed `llmbook sweep` arguments
     with open(out/'sweep.jsonl', 'w') as f:
         def log(r):
             f.write(json.dumps(r) + '\n'); f.flush(); print(_line(r))
-        recs = sweep(runs, run_texts(a.text)[0], log=log)
+        for r in kept: f.write(json.dumps(r) + '\n')
+        recs = sweep([r for r in runs if _key(r) not in done],
+                     run_texts(a.text)[0], log=log)
+    recs = sorted(kept + recs, key=lambda r: [_key(s) for s in runs].index(
+        _key(r)))
+    with atomic_write(out/'sweep.jsonl', 'w') as f:  # in the plan's order
+        for r in recs: f.write(json.dumps(r) + '\n')
     meta = dict(command=_command(a), config=asdict(BASE), sizes=SIZES,
-                plan=runs, **prov,
+                plan=runs, **prov, kept_from_earlier=len(kept),
                 duration_s=round(time.time() - t0, 1),
-                cpu_s=round(time.process_time() - c0, 1))
+                cpu_s=round(time.process_time() - c0, 1),
+                runs_cpu_s=round(sum(r['cpu_s'] for r in recs), 1))
     with atomic_write(out/'run.json', 'w') as f: json.dump(meta, f, indent=1)
-    print(f"{len(recs)} runs in {meta['cpu_s']:.0f} cpu s "
-          f"({meta['duration_s']:.0f} s wall); log in {out}")
+    print(f"{len(recs)} runs in {meta['runs_cpu_s']:.0f} cpu s; log in {out}")
     return recs
 
 def read_sweep(path:Path|str) -> tuple[dict, list[dict]]:
@@ -178,7 +202,7 @@ def read_sweep(path:Path|str) -> tuple[dict, list[dict]]:
     return (json.loads((path/'run.json').read_text()),
             read_jsonl(path/'sweep.jsonl'))
 
-# %% ../nbs/07d_scaling.ipynb #aa9765a1
+# %% ../nbs/07d_scaling.ipynb #7fb50f22
 def law(p:dict, # E, A, B, alpha, beta
         N, # non-embedding parameters
         D, # tokens seen
@@ -219,7 +243,7 @@ def _lbfgs(loss, q:torch.Tensor, steps:int=300) -> tuple[float, list]:
     with torch.no_grad(): l = loss(q).item()
     return (l if math.isfinite(l) else math.inf), q.detach().tolist()
 
-# %% ../nbs/07d_scaling.ipynb #f732efb4
+# %% ../nbs/07d_scaling.ipynb #32e7b4ad
 def compute_optimal(p:dict, # a fitted `law`
                     C:float, # training FLOPs, C = 6 N D
                    ) -> tuple[float, float]:
@@ -229,7 +253,7 @@ def compute_optimal(p:dict, # a fitted `law`
     N = G * (C / 6) ** (b / (a + b))
     return N, C / (6 * N)
 
-# %% ../nbs/07d_scaling.ipynb #38a5bc62
+# %% ../nbs/07d_scaling.ipynb #863fc4f1
 def effective_tokens(unique:float, # U: unique tokens
                      seen:float, # tokens seen, U * (1 + R) for R repeats
                      r_star:float=15.4, # Muennighoff et al.'s fitted R*_D
