@@ -6,7 +6,7 @@
 __all__ = ['SIZES', 'BASE', 'size_config', 'nonemb_params', 'subset', 'make_trainer', 'run_one', 'plan', 'sweep', 'sweep_cli',
            'read_sweep', 'law', 'fit_law', 'compute_optimal', 'effective_tokens', 'frontier']
 
-# %% ../nbs/07d_scaling.ipynb #89a4468b
+# %% ../nbs/07d_scaling.ipynb #bf05ea80
 import json, math, time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .checkpoint import TrainConfig, model_config
 from .checkpoint import provenance, atomic_write
 from .train import Trainer, read_jsonl, run_texts, _command
 
-# %% ../nbs/07d_scaling.ipynb #635f6b52
+# %% ../nbs/07d_scaling.ipynb #7d6a87b5
 SIZES = {'S1': (32, 2, 2), 'S2': (64, 2, 4), 'S3': (96, 3, 4),
          'S4': (128, 4, 4), 'S5': (160, 4, 5), 'S6': (192, 4, 6),
          'T1': (16, 1, 2), 'T2': (32, 1, 2)}  # (d_model, n_layer, n_head)
@@ -50,7 +50,7 @@ def nonemb_params(cfg:TrainConfig, # the run
     emb = mc.vocab_size * mc.d_model * (1 if mc.tie_weights else 2)
     return count_params(mc) - emb
 
-# %% ../nbs/07d_scaling.ipynb #6f1a9e47
+# %% ../nbs/07d_scaling.ipynb #2f602fd5
 def subset(ids:np.ndarray, # the training token stream
            frac:float, # share to keep: 1, 1/2, 1/4, ... 1/chunks
            chunks:int=64, # equal pieces the stream is cut into
@@ -61,7 +61,7 @@ def subset(ids:np.ndarray, # the training token stream
         raise ValueError(f"frac={frac} must be 1/k with k dividing {chunks}")
     return np.concatenate(np.array_split(ids, chunks)[::k])
 
-# %% ../nbs/07d_scaling.ipynb #1e3831f0
+# %% ../nbs/07d_scaling.ipynb #7e077330
 def make_trainer(spec:dict, # axis, size, steps, frac, dropout, ...
                  texts:dict[str, str], # name -> text
                  tok:BPETokenizer, # shared by every run of the sweep
@@ -76,7 +76,7 @@ def make_trainer(spec:dict, # axis, size, steps, frac, dropout, ...
     t.train_ids = subset(t.train_ids, spec.get('frac', 1))  # before fit
     return t
 
-# %% ../nbs/07d_scaling.ipynb #a9f744bd
+# %% ../nbs/07d_scaling.ipynb #a96f4b6a
 def run_one(spec:dict, # axis, size, steps, frac, dropout, weight_decay, ...
             texts:dict[str, str], # name -> text
             tok:BPETokenizer, # shared by every run of the sweep
@@ -105,7 +105,7 @@ def run_one(spec:dict, # axis, size, steps, frac, dropout, weight_decay, ...
         curve=[[r['step'], r['loss'], r['val_loss']] for r in t.history
                if r['val_loss'] is not None])
 
-# %% ../nbs/07d_scaling.ipynb #1d504d47
+# %% ../nbs/07d_scaling.ipynb #1043bc99
 def plan(toy:bool=False, # a few tiny runs, for tests
         ) -> list[dict]:
     "The runs of `llmbook sweep`, one dict per run, grouped by axis."
@@ -125,7 +125,7 @@ def plan(toy:bool=False, # a few tiny runs, for tests
               for f in (1/2, 1/4, 1/8, 1/16, 1/32)]  # equal tokens seen
     return grid + size + reg + data + repeat
 
-# %% ../nbs/07d_scaling.ipynb #733df96f
+# %% ../nbs/07d_scaling.ipynb #8732e223
 def sweep(runs:list[dict], # from `plan`
           texts:dict[str, str]|None=None, # name -> text (None: Austen)
           base:TrainConfig=BASE, # shared settings
@@ -141,7 +141,7 @@ def sweep(runs:list[dict], # from `plan`
         if log: log(recs[-1])
     return recs
 
-# %% ../nbs/07d_scaling.ipynb #ffc0c55e
+# %% ../nbs/07d_scaling.ipynb #66c1eca2
 def _line(r:dict) -> str:
     "One progress line for a finished run."
     return (f"{r['axis']:6} {r['size']} frac {r['frac']:<7g} "
@@ -204,7 +204,7 @@ def read_sweep(path:Path|str) -> tuple[dict, list[dict]]:
     return (json.loads((path/'run.json').read_text()),
             read_jsonl(path/'sweep.jsonl'))
 
-# %% ../nbs/07d_scaling.ipynb #026b1937
+# %% ../nbs/07d_scaling.ipynb #88f031ac
 def law(p:dict, # E, A, B, alpha, beta
         N, # non-embedding parameters
         D, # tokens seen
@@ -245,7 +245,7 @@ def _lbfgs(loss, q:torch.Tensor, steps:int=300) -> tuple[float, list]:
     with torch.no_grad(): l = loss(q).item()
     return (l if math.isfinite(l) else math.inf), q.detach().tolist()
 
-# %% ../nbs/07d_scaling.ipynb #48babe8b
+# %% ../nbs/07d_scaling.ipynb #6a579cc8
 def compute_optimal(p:dict, # a fitted `law`
                     C:float, # training FLOPs, C = 6 N D
                    ) -> tuple[float, float]:
@@ -255,7 +255,7 @@ def compute_optimal(p:dict, # a fitted `law`
     N = G * (C / 6) ** (b / (a + b))
     return N, C / (6 * N)
 
-# %% ../nbs/07d_scaling.ipynb #698ac6c7
+# %% ../nbs/07d_scaling.ipynb #41730026
 def effective_tokens(unique:float, # U: unique tokens
                      seen:float, # tokens seen, U * (1 + R) for R repeats
                      r_star:float=15.4, # Muennighoff et al.'s fitted R*_D
