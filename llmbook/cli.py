@@ -248,6 +248,29 @@ def _speedrun(p):
                                    a.threads, a.force)))
     return run
 
+# %% ../nbs/99_cli.ipynb #b341a1d0
+@command('sweep', 'train models of several sizes on parts of the text and '
+         'log their held-out loss, for scaling laws',
+         'llmbook sweep --threads 1 --out runs/scaling')
+def _sweep(p):
+    p.add_argument('--axes', nargs='+', metavar='AXIS', choices=['grid',
+                   'size', 'reg', 'data', 'repeat'],
+                   help='run only these axes of the plan (default all)')
+    p.add_argument('--toy', action='store_true',
+                   help='a few tiny runs instead of the plan (for tests)')
+    p.add_argument('--text', nargs='+', metavar='FILE',
+                   help='train on these .txt files/folders, not Austen')
+    p.add_argument('--out', default='out/scaling', help='folder for the log')
+    p.add_argument('--threads', type=POS, help='torch CPU threads')
+    p.add_argument('--force', action='store_true',
+                   help='replace a sweep already in --out')
+    p.add_argument('--resume', action='store_true', help='keep the finished '
+                   'runs of an interrupted sweep in --out, run the rest')
+    def run(a):
+        from llmbook.scaling import sweep_cli
+        sweep_cli(a)
+    return run
+
 # %% ../nbs/99_cli.ipynb #4e1b6efd
 @command('generate', 'write text with a trained checkpoint',
          'llmbook generate --ckpt out/austen-tiny --prompt "It is a truth"')

@@ -88,12 +88,14 @@ FLAGS = [
     ('train', '--time-budget', '0'), ('train', '--time-budget', '-5'),
     ('train', '--time-budget', 'nan'), ('train', '--time-budget', 'soon'),
     ('eval', '--bs', '0'), ('eval', '--threads', '0'), ('eval', '--device', 'tpu'),
+    ('sweep', '--threads', '0'), ('sweep', '--threads', '-2'), ('sweep', '--threads', 'all'),
 ]
 BASE = {'finetune': ['finetune', 'classify', '--base', '{pre}', '--out', '{new}'],
         'generate': ['generate', '--ckpt', '{pre}'],
         'eval': ['eval', '--ckpt', '{pre}'],
         'train': ['train', '--preset', 'austen-tiny', '--out', '{new}'],
-        'ablate': ['ablate', '--out', '{new}'], 'bench': ['bench', '--size', 'toy', '--out', '{new}']}
+        'ablate': ['ablate', '--out', '{new}'], 'sweep': ['sweep', '--toy', '--out', '{new}'],
+        'bench': ['bench', '--size', 'toy', '--out', '{new}']}
 
 
 @pytest.mark.parametrize('cmd,flag,value', FLAGS, ids=[' '.join(f) for f in FLAGS])

@@ -1,0 +1,111 @@
+"""`llmbook sweep` (issue #18): the CLI writes its log and refuses to overwrite it, and the
+committed sweep in runs/scaling reproduces its first steps."""
+import contextlib, io, json, warnings
+from pathlib import Path
+import pytest
+
+import llmbook.scaling as ls
+from llmbook.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*argv):
+    "Run `llmbook ARGV` in this process: (exit code, stdout, stderr)."
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+         warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try: main([str(a) for a in argv]); code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) or e.code is None else 1
+            if isinstance(e.code, str): err.write(e.code + '\n')
+    return code or 0, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope='module')
+def text(tmp_path_factory):
+    from llmbook.data import load_austen
+    p = tmp_path_factory.mktemp('sweep')/'persuasion.txt'
+    p.write_text(load_austen(105)['Persuasion'][:40_000])
+    return p
+
+
+def test_sweep_writes_the_log_and_refuses_to_overwrite_it(text, tmp_path):
+    out = tmp_path/'sw'
+    code, stdout, err = cli('sweep', '--toy', '--threads', 1, '--text', text, '--out', out)
+    assert code == 0, err
+    meta, recs = ls.read_sweep(out)
+    assert meta['command'].startswith('llmbook sweep --toy')
+    assert meta['git_commit'] and meta['git_dirty'] in (True, False)
+    assert meta['hardware']['torch threads'] == 1 and meta['cpu_s'] > 0
+    assert [r['axis'] for r in recs] == [r['axis'] for r in ls.plan(toy=True)]
+    for r in recs:
+        assert r['params_nonemb'] < r['params'] and r['tokens_seen'] == r['steps_done'] * 16 * 64
+        assert r['epochs'] == pytest.approx(r['tokens_seen'] / r['unique_tokens'])
+        assert r['flops'] == 6 * r['params_nonemb'] * r['tokens_seen'] and r['cpu_s'] > 0
+        assert 0 < r['val_bpb'] and r['n_scored'] > 0 and r['curve']
+    assert f'{len(recs)} runs in' in stdout
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = cli('sweep', '--toy', '--text', text, '--out', out)
+    assert code == 1 and 'already holds a sweep' in err and '--force' in err
+    assert len(err.strip().splitlines()) == 1 and 'Traceback' not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _, err = cli('sweep', '--toy', '--axes', 'repeat', '--threads', 1, '--text', text,
+                       '--out', out, '--force')
+    assert code == 0, err
+    assert [r['axis'] for r in ls.read_sweep(out)[1]] == ['repeat']
+
+
+def test_resume_keeps_finished_runs(text, tmp_path):
+    "An interrupted sweep (a log without run.json) continues with --resume, in plan order."
+    out = tmp_path/'sw'
+    assert cli('sweep', '--toy', '--axes', 'grid', '--threads', 1, '--text', text, '--out', out)[0] == 0
+    first = ls.read_sweep(out)[1]
+    (out/'run.json').unlink()
+    (out/'sweep.jsonl').write_text(''.join(l + '\n' for l in (out/'sweep.jsonl').read_text().splitlines()[:2]))
+    code, stdout, err = cli('sweep', '--toy', '--threads', 1, '--text', text, '--out', out, '--resume')
+    assert code == 0, err
+    meta, recs = ls.read_sweep(out)
+    assert meta['kept_from_earlier'] == 2 and stdout.count('bits/byte') == len(ls.plan(toy=True)) - 2
+    assert [(r['axis'], r['size'], r['steps']) for r in recs] == \
+        [(r['axis'], r['size'], r['steps']) for r in ls.plan(toy=True)]
+    assert recs[:2] == first[:2]  # kept as they were
+    for a, b in zip(recs[2:4], first[2:4]):  # re-run, same numbers
+        assert a['val_loss'] == pytest.approx(b['val_loss'], rel=1e-5)
+    code, _, err = cli('sweep', '--toy', '--text', text, '--out', out, '--resume')
+    assert code == 1 and 'already holds a sweep' in err
+    code, _, err = cli('sweep', '--toy', '--out', tmp_path/'none', '--resume')
+    assert code == 1 and 'no interrupted sweep' in err
+
+
+def test_committed_sweep_reproduces_its_first_steps():
+    "Re-train the first steps of two committed runs (a grid run, a 1/8 run); match the log."
+    import torch
+    from llmbook.core import set_threads
+    from llmbook.data import load_austen, train_val_split
+    from llmbook.tokenizer import BPETokenizer
+    meta, recs = ls.read_sweep(ROOT/'runs'/'scaling')
+    assert meta['git_commit'] and isinstance(meta['git_dirty'], bool)
+    assert meta['command'].startswith('llmbook sweep')
+    assert meta['hardware']['torch threads'] == 1
+    base = ls.BASE
+    texts = load_austen()
+    tok = BPETokenizer.train(train_val_split(texts, base.val_frac)[0], base.vocab_size)
+    old = torch.get_num_threads()
+    set_threads(1)
+    try:
+        for r in (recs[0], next(r for r in recs if r['axis'] == 'size')):
+            spec = {k: r[k] for k in ('axis', 'size', 'steps', 'frac', 'dropout',
+                                      'weight_decay', 'patience') if k in r}
+            ref = r['curve'][:3]  # step 0 and the first two evaluations
+            t = ls.make_trainer(spec, texts, tok, base, stop_after=ref[-1][0]).fit()
+            assert len(t.train_ids) == r['unique_tokens']
+            got = [[h['step'], h['loss'], h['val_loss']] for h in t.history
+                   if h['val_loss'] is not None]
+            assert [g[0] for g in got] == [c[0] for c in ref]
+            for g, c in zip(got, ref):
+                for a, b in zip(g[1:], c[1:]):
+                    if b is not None: assert a == pytest.approx(b, rel=1e-4, abs=1e-4), (r['size'], g, c)
+    finally:
+        set_threads(old)
