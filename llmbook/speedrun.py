@@ -84,7 +84,7 @@ def record_table(recs:list[dict], # from `read_records`
         ok = r['wall_s'] <= goal['seconds'] and r['bpb'] < best
         if ok: best = r['bpb']
         rows.append({'attempt': r['name'], 'change': r['change'],
-            'bits/byte': round(r['bpb'], 4), 'wall s': round(r['wall_s'], 1),
+            'bpb': round(r['bpb'], 4), 's': round(r['wall_s'], 1),
             'steps': r['steps'], 'commit': r['git_commit'][:7] +
-            ('+' if r['git_dirty'] else ''), 'record': 'yes' if ok else ''})
+            ('+' if r['git_dirty'] else ''), 'record': '*' if ok else ''})
     return pd.DataFrame(rows).set_index('attempt')

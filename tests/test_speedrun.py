@@ -65,5 +65,5 @@ def test_record_table_marks_only_improvements_within_the_clock():
             dict(name='c', change='z', bpb=1.95, wall_s=59, steps=1, git_commit='abcdef2', git_dirty=False),
             dict(name='d', change='w', bpb=1.99, wall_s=40, steps=1, git_commit='abcdef3', git_dirty=False)]
     t = record_table(recs)
-    assert list(t['record']) == ['yes', '', 'yes', '']
+    assert list(t['record']) == ['*', '', '*', '']
     assert list(t['commit']) == ['abcdef0', 'abcdef1+', 'abcdef2', 'abcdef3']
