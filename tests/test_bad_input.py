@@ -2,7 +2,8 @@
 stderr with no traceback, and that nothing on disk changed (the folders are hashed
 before and after). Most run `main()` in this process: the console script is only
 `sys.exit(main())`, and an exception escaping it would be the traceback."""
-import contextlib, hashlib, io, json, os, shutil, signal, subprocess, sys, time, urllib.error
+import contextlib, fcntl, hashlib, io, json, os, shutil, signal, subprocess, sys, time, urllib.error
+F_SETPIPE_SZ = 1031  # Linux fcntl: a pipe's buffer size
 import warnings
 from pathlib import Path
 import pytest, torch
@@ -248,6 +249,7 @@ def test_generate_streams_and_ctrl_c_is_quiet(root):
     p = subprocess.Popen(['llmbook', 'generate', '--ckpt', str(root/'pre'), '--prompt', 'It was',
                           '--max-new-tokens', '10000'], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
+    fcntl.fcntl(p.stdout.fileno(), F_SETPIPE_SZ, 4096)  # a fast model blocks, it cannot finish
     first = p.stdout.read(len('It was') + 3)  # the prompt, then tokens as they come
     assert first.startswith('It was') and len(first) == len('It was') + 3
     assert p.poll() is None, 'the output came only at the end'
@@ -259,7 +261,9 @@ def test_generate_streams_and_ctrl_c_is_quiet(root):
 def test_ctrl_c_during_start_up_is_quiet(root):
     p = subprocess.Popen(['llmbook', 'export-hf', '--ckpt', str(root/'pre'), '--out', str(root/'new')],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # in the imports (torch, transformers), before anything is written
+    maps, t0 = Path(f'/proc/{p.pid}/maps'), time.time()
+    while time.time() - t0 < 30 and 'libtorch' not in maps.read_text():  # inside main()
+        time.sleep(0.01)  # torch is loaded; transformers, then the export, come next
     before = snap(root)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)

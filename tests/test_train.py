@@ -419,7 +419,7 @@ def test_second_ctrl_c_during_the_final_save_is_quiet(text, tmp_path):
     "Ctrl-C twice, the second while `last` is being written: exit 130, no traceback, no half save."
     import signal, time
     slow = ("import sys, time, llmbook.checkpoint as c\nreal, n = c.save_file, [0]\n"
-            "def slow(*a, **k):\n    n[0] += 1\n    if n[0] > 2: time.sleep(3)  # after step 0's\n"
+            "def slow(*a, **k):\n    n[0] += 1\n    if n[0] > 2: time.sleep(10)  # after step 0's\n"
             "    return real(*a, **k)\nc.save_file = slow\n"
             "from llmbook.cli import main\nsys.exit(main(sys.argv[1:]))")
     out = tmp_path/'twice'
