@@ -9,37 +9,12 @@ from pathlib import Path
 import pytest, torch
 
 from llmbook.cli import main
+from procs import cli, snap, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ['--set', 'n_layer=1', 'd_model=32', 'n_head=2', 'context_len=16', 'bs=4',
         'vocab_size=300', 'warmup=2', 'eval_every=4', 'eval_batches=2', 'ckpt_every=4',
         'sample_steps=[]']
-
-
-def cli(*argv):
-    "Run `llmbook ARGV` in this process: (exit code, stdout, stderr)."
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-         warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        try: main([str(a) for a in argv]); code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) or e.code is None else 1
-            if isinstance(e.code, str): err.write(e.code + '\n')
-    return code or 0, out.getvalue(), err.getvalue()
-
-
-def snap(*dirs) -> dict:
-    "Every file and folder under `dirs`: its bytes' SHA-256, or 'dir'."
-    return {str(p): 'dir' if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for d in dirs if Path(d).exists() for p in sorted([Path(d), *Path(d).rglob('*')])}
-
-
-def one_line(code, err, want_code, *needles):
-    assert code == want_code, (code, err)
-    assert 'Traceback' not in err, err
-    assert len(err.strip().splitlines()) == 1, err
-    for n in needles: assert n in err, (n, err)
 
 
 def refused(root, *argv, code=1, needles=(), absent=()):

@@ -1,26 +1,13 @@
 """`llmbook sweep` (issue #18): the CLI writes its log and refuses to overwrite it, and the
 committed sweep in runs/scaling reproduces its first steps."""
-import contextlib, io, json, warnings
+import json
 from pathlib import Path
 import pytest
 
 import llmbook.scaling as ls
-from llmbook.cli import main
+from procs import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*argv):
-    "Run `llmbook ARGV` in this process: (exit code, stdout, stderr)."
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-         warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        try: main([str(a) for a in argv]); code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) or e.code is None else 1
-            if isinstance(e.code, str): err.write(e.code + '\n')
-    return code or 0, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope='module')

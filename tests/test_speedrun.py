@@ -5,7 +5,7 @@ import pytest
 
 from llmbook.speedrun import read_records, record_table, GOAL
 from llmbook.train import read_jsonl
-from test_bad_input import cli, one_line, snap
+from procs import cli, one_line, snap
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG = ROOT/'runs'/'speedrun'
