@@ -1,6 +1,6 @@
 """Re-execute chapters in full (book) mode and store their outputs, as the book does.
 
-    python tests/execute_nb.py nbs/03_dataset.ipynb [more notebooks...]
+    python tests/execute_nb.py nbs/05_dataset.ipynb [more notebooks...]
 
 Runs every cell (but `#| eval: false` ones) in a fresh IPython shell from inside `nbs/` (so `../runs/...` paths
 resolve), without IN_TEST, stops at the first error, writes the outputs into the

@@ -38,7 +38,7 @@ def test_nbdev_reads_the_top_level_quarto_yml():
 def test_index_and_appendix_order():
     files = bl.quarto_files(ROOT)
     assert files[0] == 'index.ipynb'
-    assert files[-1] == '99_cli.ipynb'
+    assert files[-1] == 'C_cli.ipynb'
 
 
 @pytest.fixture
@@ -58,31 +58,31 @@ def _add_cell(nb_path, source, cell_type='markdown', outputs=None):
 
 
 def test_lint_catches_unlisted_notebook(book):
-    shutil.copy(book/'nbs'/'00_core.ipynb', book/'nbs'/'50_extra.ipynb')
+    shutil.copy(book/'nbs'/'01_core.ipynb', book/'nbs'/'50_extra.ipynb')
     assert any('50_extra.ipynb is not listed' in p for p in bl.check_listed(book))
 
 
 def test_lint_catches_missing_chapter(book):
-    (book/'nbs'/'00_core.ipynb').unlink()
-    assert any('lists 00_core.ipynb, which does not exist' in p for p in bl.check_listed(book))
+    (book/'nbs'/'01_core.ipynb').unlink()
+    assert any('lists 01_core.ipynb, which does not exist' in p for p in bl.check_listed(book))
 
 
 def test_lint_catches_broken_reference(book):
-    _add_cell(book/'nbs'/'00_core.ipynb', 'As @sec-no-such-section shows, and @fig-nope.')
+    _add_cell(book/'nbs'/'01_core.ipynb', 'As @sec-no-such-section shows, and @fig-nope.')
     probs = bl.check_refs(book)
     assert any('@sec-no-such-section' in p for p in probs)
     assert any('@fig-nope' in p for p in probs)
 
 
 def test_lint_accepts_a_good_reference(book):
-    _add_cell(book/'nbs'/'00_core.ipynb', '## New {#sec-new-one}\n\nSee @sec-new-one.')
+    _add_cell(book/'nbs'/'01_core.ipynb', '## New {#sec-new-one}\n\nSee @sec-new-one.')
     assert bl.check_refs(book) == []
 
 
 def test_lint_catches_long_line_and_churning_outputs(book):
     out = [{'output_type': 'stream', 'name': 'stdout',
             'text': ['saved to /root/.cache/x\n', '<Foo object at 0x7f3a2b1c9d80>\n']}]
-    _add_cell(book/'nbs'/'00_core.ipynb', 'x = 1  # ' + 'y' * 80, 'code', out)
+    _add_cell(book/'nbs'/'01_core.ipynb', 'x = 1  # ' + 'y' * 80, 'code', out)
     assert len(bl.check_code_width(book)) == 1
     probs = bl.check_outputs(book)
     assert any('absolute path' in p for p in probs) and any('memory address' in p for p in probs)
@@ -94,7 +94,7 @@ def test_lint_catches_module_without_notebook(book):
 
 
 def test_lint_catches_h1_label(book):
-    _add_cell(book/'nbs'/'00_core.ipynb', '# Title {#sec-title}')
+    _add_cell(book/'nbs'/'01_core.ipynb', '# Title {#sec-title}')
     assert bl.check_h1(book)
 
 
@@ -121,13 +121,13 @@ def _title(nb_path, new_source):
 
 
 def test_lint_catches_prose_in_the_title_cell(book):
-    _title(book/'nbs'/'03_dataset.ipynb',
+    _title(book/'nbs'/'05_dataset.ipynb',
            '# Token datasets\n\n> One line.\n\n- skip_showdoc: true\n\nProse nbdev would delete.')
     assert any('nbdev would delete' in p for p in bl.check_title_cells(book))
 
 
 def test_lint_catches_a_two_line_description_and_missing_skip_showdoc(book):
-    _title(book/'nbs'/'03_dataset.ipynb', '# Token datasets\n\n> One line,\n> and another.')
+    _title(book/'nbs'/'05_dataset.ipynb', '# Token datasets\n\n> One line,\n> and another.')
     probs = bl.check_title_cells(book)
     assert any('one `>` line' in p for p in probs)
     assert any('skip_showdoc' in p for p in probs)
@@ -143,19 +143,19 @@ def test_lint_catches_a_numbered_preface(book):
 
 
 def test_lint_catches_imports_mixed_with_code(book):
-    _add_cell(book/'nbs'/'00_core.ipynb', 'import os\nx = os.sep', 'code')
+    _add_cell(book/'nbs'/'01_core.ipynb', 'import os\nx = os.sep', 'code')
     assert any('mixes imports' in p for p in bl.check_imports(book))
-    _add_cell(book/'nbs'/'01_data.ipynb', '#| exports\nimport os\nSEP = os.sep', 'code')
+    _add_cell(book/'nbs'/'03_data.ipynb', '#| exports\nimport os\nSEP = os.sep', 'code')
     assert len(bl.check_imports(book)) == 1   # exported cells run at docs time anyway
 
 
 def test_lint_catches_wide_output_but_not_hidden_or_asis(book):
     out = lambda n: [{'output_type': 'stream', 'name': 'stdout', 'text': ['z' * n + '\n']}]
     before = bl.check_output_width(book)
-    _add_cell(book/'nbs'/'00_core.ipynb', 'print(1)', 'code', out(89))
-    _add_cell(book/'nbs'/'00_core.ipynb', '#| hide\nprint(1)', 'code', out(200))
-    _add_cell(book/'nbs'/'00_core.ipynb', '#| output: asis\nprint(1)', 'code', out(200))
-    _add_cell(book/'nbs'/'00_core.ipynb', 'print(1)', 'code', out(88))
+    _add_cell(book/'nbs'/'01_core.ipynb', 'print(1)', 'code', out(89))
+    _add_cell(book/'nbs'/'01_core.ipynb', '#| hide\nprint(1)', 'code', out(200))
+    _add_cell(book/'nbs'/'01_core.ipynb', '#| output: asis\nprint(1)', 'code', out(200))
+    _add_cell(book/'nbs'/'01_core.ipynb', 'print(1)', 'code', out(88))
     assert len(bl.check_output_width(book)) == len(before) + 1
 
 
@@ -168,7 +168,7 @@ def test_lint_catches_wide_and_multirow_tables(book):
     span = '<table><tr><th rowspan="2">a</th><td>1</td></tr><tr><td>2</td></tr></table>'
     ok = '<table><tr><th>a</th><td>1</td></tr></table>'
     before = set(bl.check_tables(book))
-    for h in (wide, span, ok): _add_cell(book/'nbs'/'00_core.ipynb', 'df', 'code', _html(h))
+    for h in (wide, span, ok): _add_cell(book/'nbs'/'01_core.ipynb', 'df', 'code', _html(h))
     probs = set(bl.check_tables(book)) - before
     assert len(probs) == 2
     assert any('wide' in p for p in probs) and any('spanning' in p for p in probs)
@@ -177,10 +177,10 @@ def test_lint_catches_wide_and_multirow_tables(book):
 
 
 def test_lint_catches_glyphs_the_fonts_lack(book):
-    _add_cell(book/'nbs'/'00_core.ipynb', 'Hugging Face `\U0001F917` and text \u2264 1.')
+    _add_cell(book/'nbs'/'01_core.ipynb', 'Hugging Face `\U0001F917` and text \u2264 1.')
     out = [{'output_type': 'stream', 'name': 'stdout', 'text': ['\u65e5\u672c\ufffd\n']}]
-    _add_cell(book/'nbs'/'00_core.ipynb', "s = '\\u65e5'", 'code', out)
-    probs = [p for p in bl.check_glyphs(book) if p.startswith('00_core')]
+    _add_cell(book/'nbs'/'01_core.ipynb', "s = '\\u65e5'", 'code', out)
+    probs = [p for p in bl.check_glyphs(book) if p.startswith('01_core')]
     assert any('U+1F917' in p for p in probs)          # emoji in a code span
     assert any('U+65E5' in p and '(output)' in p for p in probs)
     assert not any('U+2264' in p or 'U+FFFD' in p for p in probs)   # DejaVu has these
@@ -190,8 +190,8 @@ def test_lint_catches_stored_warnings(book):
     err = [{'output_type': 'stream', 'name': 'stderr', 'text': ['careful\n']}]
     warn = [{'output_type': 'stream', 'name': 'stdout', 'text': ['x.py:4: FutureWarning: y\n']}]
     before = len(bl.check_no_stderr(book))
-    _add_cell(book/'nbs'/'00_core.ipynb', 'f()', 'code', err)
-    _add_cell(book/'nbs'/'00_core.ipynb', 'g()', 'code', warn)
+    _add_cell(book/'nbs'/'01_core.ipynb', 'f()', 'code', err)
+    _add_cell(book/'nbs'/'01_core.ipynb', 'g()', 'code', warn)
     assert len(bl.check_no_stderr(book)) == before + 2
 
 
@@ -204,20 +204,20 @@ def test_figure_counts():
 
 def test_lint_catches_unreferenced_figure_and_counts_diagrams(book):
     fig = '#| label: fig-core-demo\n#| fig-cap: "A demo."\nfig, ax = diagram(1, 1)'
-    n0, d0, _ = bl.figure_counts(book)['00_core.ipynb']
-    _add_cell(book/'nbs'/'00_core.ipynb', fig, 'code')
+    n0, d0, _ = bl.figure_counts(book)['01_core.ipynb']
+    _add_cell(book/'nbs'/'01_core.ipynb', fig, 'code')
     assert any('fig-core-demo is never referred to' in p for p in bl.check_figure_refs(book))
-    _add_cell(book/'nbs'/'00_core.ipynb', 'As @fig-core-demo shows.')
+    _add_cell(book/'nbs'/'01_core.ipynb', 'As @fig-core-demo shows.')
     assert not any('fig-core-demo' in p for p in bl.check_figure_refs(book))
     helper = 'def draw_mask(ax, m):\n    "Draw m."\n    return grid(ax, m)'
     plot = '#| label: fig-core-plot\n#| fig-cap: "A plot."\nplt.plot([1, 2])'
     via = '#| label: fig-core-via\n#| fig-cap: "Drawn by a chapter helper."\ndraw_mask(ax, m)'
-    for s in (helper, plot, via): _add_cell(book/'nbs'/'00_core.ipynb', s, 'code')
-    figs = dict(bl.figures(book/'nbs'/'00_core.ipynb'))
+    for s in (helper, plot, via): _add_cell(book/'nbs'/'01_core.ipynb', s, 'code')
+    figs = dict(bl.figures(book/'nbs'/'01_core.ipynb'))
     assert {k: figs[k] for k in figs if k.startswith('fig-core-') and k[9:] in ('demo', 'plot', 'via')} == \
         {'fig-core-demo': True, 'fig-core-plot': False, 'fig-core-via': True}
     counts = bl.figure_counts(book)
-    assert counts['00_core.ipynb'][:2] == (n0 + 3, d0 + 2) and counts['99_cli.ipynb'][2] == 0
+    assert counts['01_core.ipynb'][:2] == (n0 + 3, d0 + 2) and counts['C_cli.ipynb'][2] == 0
 
 
 def test_lint_catches_an_upward_import_and_a_long_module(book):
