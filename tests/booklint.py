@@ -391,7 +391,7 @@ def figures(nb_path):
 def chapter_kind(root, name):
     "'setup', 'part', 'appendix' or None (preface, CLI reference): what the figure minimum is."
     book = yaml.safe_load((Path(root)/'_quarto.yml').read_text())['book']
-    if name in book.get('appendices', []): return None if name == 'C_cli.ipynb' else 'appendix'
+    if name in book.get('appendices', []): return None if name == 'D_cli.ipynb' else 'appendix'
     for e in book.get('chapters', []):
         if isinstance(e, dict) and name in e.get('chapters', []): return 'part'
     return None if name == 'index.ipynb' else 'setup'

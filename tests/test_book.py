@@ -38,7 +38,7 @@ def test_nbdev_reads_the_top_level_quarto_yml():
 def test_index_and_appendix_order():
     files = bl.quarto_files(ROOT)
     assert files[0] == 'index.ipynb'
-    assert files[-1] == 'C_cli.ipynb'
+    assert files[-1] == 'D_cli.ipynb'
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def test_lint_catches_unreferenced_figure_and_counts_diagrams(book):
     assert {k: figs[k] for k in figs if k.startswith('fig-core-') and k[9:] in ('demo', 'plot', 'via')} == \
         {'fig-core-demo': True, 'fig-core-plot': False, 'fig-core-via': True}
     counts = bl.figure_counts(book)
-    assert counts['01_core.ipynb'][:2] == (n0 + 3, d0 + 2) and counts['C_cli.ipynb'][2] == 0
+    assert counts['01_core.ipynb'][:2] == (n0 + 3, d0 + 2) and counts['D_cli.ipynb'][2] == 0
 
 
 def test_lint_catches_an_upward_import_and_a_long_module(book):

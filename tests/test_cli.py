@@ -65,10 +65,10 @@ def test_readme_gives_the_ci_test_command():
 
 def test_cli_reference_in_the_book_is_current():
     from llmbook.cli import cli_reference
-    nb = json.loads((ROOT/'nbs'/'C_cli.ipynb').read_text())
+    nb = json.loads((ROOT/'nbs'/'D_cli.ipynb').read_text())
     cell = next(c for c in nb['cells'] if ''.join(c['source']).strip().endswith('print(cli_reference())'))
     stored = ''.join(cell['outputs'][0]['text'])
-    assert stored.strip() == cli_reference().strip(), 're-run nbs/C_cli.ipynb'
+    assert stored.strip() == cli_reference().strip(), 're-run nbs/D_cli.ipynb'
 
 
 def test_core_imports_without_plotting_or_notebook_libraries():
