@@ -81,13 +81,16 @@ def check_refs(root):
 
 
 def check_h1(root):
-    "No label on a chapter's H1: nbdev moves the H1 into the title, label and all."
+    "Each chapter's H1 carries its label, sec-<module>, so prose can say @sec-model and get 'Chapter 7'."
     probs = []
     for nb in notebooks(root):
+        if nb.name == 'index.ipynb': continue
+        want = chapter_id(_module(nb) or '?')
         for c in cells(nb):
             if c['cell_type'] != 'markdown': continue
-            for l in src(c).splitlines():
-                if l.startswith('# ') and '{#' in l: probs.append(f"{nb.name}: label on the H1 '{l}'")
+            for l in re.sub(r'```.*?```', '', src(c), flags=re.S).splitlines():
+                if l.startswith('# ') and not l.endswith(f' {{#{want}}}'):
+                    probs.append(f"{nb.name}: the H1 '{l}' must end with {{#{want}}}")
     return probs
 
 
@@ -171,38 +174,36 @@ def _directives(s):
 def _title_cell(nb):
     "Index of the markdown cell nbdev turns into front matter (its first H1), or None."
     for i, c in enumerate(cells(nb)):
-        if c['cell_type'] == 'markdown' and re.search(r'^#\s+\S', src(c), re.M): return i
+        if c['cell_type'] == 'markdown' and re.match(r'#\s+\S', src(c)): return i
     return None
 
 
+FRONT_MATTER = '---\ntitle: null\nskip_showdoc: true\n---'
+
+
 def check_title_cells(root):
-    "Title cells hold only the H1, one `>` line and `- key: value` lines, with skip_showdoc."
+    """A raw front-matter cell (`title: null`, `skip_showdoc: true`) comes right before the title cell,
+    which holds only the H1 and one `>` summary line. With a title already set, nbdev leaves the H1 in
+    the text, where Quarto numbers it and reads its label; the `>` line prints as the chapter's epigraph."""
     probs = []
     for nb in notebooks(root):
         cs = cells(nb)
-        if nb.name == 'index.ipynb':
-            # The preface keeps a real heading (so it can be unnumbered): no H1 for nbdev to eat.
-            raw = [src(c) for c in cs if c['cell_type'] == 'raw']
-            if not raw or not re.search(r'^skip_showdoc:\s*true\s*$', raw[0], re.M):
-                probs.append("index.ipynb: needs a raw front-matter cell with skip_showdoc: true")
-            first_md = next((src(c) for c in cs if c['cell_type'] == 'markdown'), '')
-            if not re.match(r'^Preface \{\.unnumbered\}\n=+\n', first_md):
-                probs.append("index.ipynb: must open with the setext heading 'Preface {.unnumbered}'")
-            if _title_cell(nb) is not None:
-                probs.append("index.ipynb: an ATX H1 would be eaten by nbdev's front matter step")
-            continue
         i = _title_cell(nb)
         if i is None: probs.append(f"{nb.name}: no title cell (a markdown cell with an H1)"); continue
         if any(c['cell_type'] == 'markdown' for c in cs[:i]):
             probs.append(f"{nb.name}: a markdown cell comes before the title cell")
+        if i == 0 or cs[i - 1]['cell_type'] != 'raw' or src(cs[i - 1]).strip() != FRONT_MATTER:
+            probs.append(f"{nb.name}: the cell before the title must be the raw front matter {FRONT_MATTER!r} "
+                         "(else nbdev moves the H1 into the title and its label is lost)")
         lines = [l for l in src(cs[i]).splitlines() if l.strip()]
         if not lines[0].startswith('# '): probs.append(f"{nb.name}: the title cell must start with its H1")
+        if nb.name == 'index.ipynb':
+            if lines[0] != '# Preface {.unnumbered}': probs.append("index.ipynb: must open with '# Preface {.unnumbered}'")
+            continue
         quotes = [l for l in lines[1:] if l.startswith('>')]
-        if len(quotes) > 1: probs.append(f"{nb.name}: the description must be one `>` line (nbdev keeps only the first)")
-        other = [l for l in lines[1:] if not l.startswith('>') and not FM_LINE.match(l)]
-        for l in other: probs.append(f"{nb.name}: title cell holds text nbdev would delete: {l[:60]!r}")
-        if '- skip_showdoc: true' not in lines:
-            probs.append(f"{nb.name}: title cell lacks '- skip_showdoc: true' (nbdev would execute cells at docs time)")
+        if len(quotes) != 1: probs.append(f"{nb.name}: the title cell needs exactly one `>` summary line (nbdev makes it the module docstring)")
+        for l in lines[1:]:
+            if not l.startswith('>'): probs.append(f"{nb.name}: the title cell holds more than its H1 and summary: {l[:60]!r}")
     return probs
 
 
@@ -463,3 +464,171 @@ def check_module_order(root):
 
 
 ALL_CHECKS += [check_module_order]
+
+
+# ---- What our own render showed (issue #22): the page, the numbering, pandoc's traps ----
+
+import base64, struct
+
+BLOCK_IN = 5.81        # the PDF text block (418 pt of A4 scrbook), in inches
+PX_PER_IN = 96         # Quarto and HTML take an inch to be 96 pixels
+MIN_FONT = 7           # points, at print size
+
+
+def image_widths(c):
+    "Display width in pixels of every PNG a cell stored: what Quarto turns into inches."
+    for o in c.get('outputs', []):
+        png = o.get('data', {}).get('image/png')
+        if not png: continue
+        w = o.get('metadata', {}).get('image/png', {}).get('width')
+        if w is None:   # no display width stored: Quarto uses the PNG's own pixels
+            w = struct.unpack('>I', base64.b64decode(''.join(png))[16:20])[0]
+        yield w
+
+
+def check_figure_width(root, block=BLOCK_IN):
+    "Every stored figure prints within the text block (and so fits the HTML column)."
+    probs = []
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            for w in image_widths(c):
+                if w > block * PX_PER_IN:
+                    probs.append(f"{nb.name} cell {i}: a figure {w} px = {w / PX_PER_IN:.2f} in wide "
+                                 f"(the text block is {block} in): draw it at figsize width <= WIDTH")
+    return probs
+
+
+FONTSIZE_RE = re.compile(r'\b(?:fontsize|size|labelsize)\s*=\s*([0-9.]+)')
+FIGSIZE_RE = re.compile(r'figsize\s*=\s*\(\s*([0-9.]+)\s*,')
+
+
+def check_figure_fonts(root, block=BLOCK_IN, smallest=MIN_FONT):
+    "Figures are drawn for the page: no literal font under 7 pt, no literal width past the block."
+    probs = []
+    for p in notebooks(root):
+        for i, c in enumerate(cells(p)):
+            if c['cell_type'] != 'code': continue
+            for m in FONTSIZE_RE.finditer(src(c)):
+                if float(m.group(1)) < smallest: probs.append(f"{p.name} cell {i}: {m.group(0)} is under {smallest} pt")
+            for m in FIGSIZE_RE.finditer(src(c)):
+                if float(m.group(1)) > block: probs.append(f"{p.name} cell {i}: {m.group(0)} is wider than the {block} in block")
+    return probs
+
+
+CHAPTER_RE = re.compile(r'\b[Cc]hapters?\s+\d+[a-z]?\b')
+
+
+def _prose(md):
+    "Markdown with code blocks and inline code removed."
+    md = re.sub(r'```.*?```', '', md, flags=re.S)
+    return re.sub(r'`[^`]*`', '', md)   # inline code may wrap a line
+
+
+def _comments(code):
+    "The comments of a code cell (not its strings)."
+    import io, tokenize
+    try: return [t.string for t in tokenize.generate_tokens(io.StringIO(code).readline) if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, IndentationError, SyntaxError): return re.findall(r'#.*', code)
+
+
+def check_chapter_numbers(root):
+    "Prose and comments point at chapters with @sec-…, never a bare 'chapter N' that the numbering can break."
+    probs = []
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            texts = [_prose(src(c))] if c['cell_type'] == 'markdown' else _comments(src(c)) if c['cell_type'] == 'code' else []
+            for t in texts:
+                for m in CHAPTER_RE.finditer(t):
+                    probs.append(f"{nb.name} cell {i}: bare {m.group(0)!r}: write @sec-<chapter> (or a module name in code)")
+    return probs
+
+
+LIST_ITEM_RE = re.compile(r'^[ \t]*(?:[-*+]|\d+[.)])[ \t]+')
+AT_START_RE = re.compile(r'^\(?@[\w-]')
+
+
+def example_list_traps(md):
+    "Lines pandoc would read as an example-list marker: `(@label)` opening a block, or `@`/`(@` opening a line of a list."
+    out = []
+    for block in re.split(r'\n[ \t]*\n', md):
+        lines = block.splitlines()
+        if not lines: continue
+        if lines[0].lstrip().startswith('(@'): out.append(lines[0])
+        if not LIST_ITEM_RE.match(lines[0]): continue
+        for l in lines:
+            if AT_START_RE.match(LIST_ITEM_RE.sub('', l, count=1).lstrip()): out.append(l)
+    return out
+
+
+DASH_RE = re.compile(r'(?<![-!<])--(?![->])')
+
+
+def _captions(s): return re.findall(r'^#\|\s*(?:fig|tbl)-cap:\s*(.*)$', s, re.M)
+
+
+def _markdown_outputs(c):
+    "Outputs that reach the page as markdown: text/markdown, and printed text under `output: asis`."
+    for o in c.get('outputs', []):
+        if v := o.get('data', {}).get('text/markdown'): yield ''.join(v)
+        elif _asis(src(c)) and o.get('output_type') == 'stream': yield ''.join(o['text'])
+
+
+def check_pandoc_traps(root):
+    "No list-item line that starts with @ or (@ (pandoc's example lists eat it), no -- that smart punctuation turns into a dash."
+    probs = []
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            s = src(c)
+            texts = [_prose(s)] if c['cell_type'] == 'markdown' else [re.sub(r'`[^`]*`', '', t) for t in _captions(s)]
+            if c['cell_type'] == 'code': texts += [_prose(t) for t in _markdown_outputs(c)]
+            for t in texts:
+                if c['cell_type'] == 'markdown':
+                    for l in example_list_traps(t): probs.append(f"{nb.name} cell {i}: pandoc reads this line as an example list: {l.strip()[:50]!r}")
+                t = re.sub(r'<!--.*?-->', '', t, flags=re.S)
+                for l in t.splitlines():
+                    if re.match(r'^\s*(?:---+|\|?[-:| ]+\|)\s*$', l): continue   # rules and table rows
+                    if DASH_RE.search(l): probs.append(f"{nb.name} cell {i}: '--' outside code becomes a dash: {l.strip()[:60]!r}")
+    return probs
+
+
+def _module(nb):
+    for c in cells(nb):
+        if m := re.search(r'^#\|\s*default_exp\s+(\S+)', src(c), re.M): return m.group(1)
+
+
+def chapter_id(module): return 'sec-' + module.replace('_', '-').replace('.', '-')
+
+
+RAW_NOTATION_RE = re.compile(r'\w_\(|\w_\{|\w\^\{|·')
+
+
+def check_captions(root):
+    "Captions hold no raw notation: math goes in $…$."
+    probs = []
+    for nb in notebooks(root):
+        for i, c in enumerate(cells(nb)):
+            for cap in _captions(src(c)):
+                plain = re.sub(r'\$[^$]*\$|`[^`]*`', '', cap)
+                if m := RAW_NOTATION_RE.search(plain): probs.append(f"{nb.name} cell {i}: raw notation {plain[max(0, m.start()-8):m.end()+8]!r} in a caption: write it as $math$")
+    return probs
+
+
+def check_typography(root):
+    "The PDF settings the render needed: a third LaTeX pass for KOMA's contents, captions without a double stop."
+    probs = []
+    q = yaml.safe_load((Path(root)/'_quarto.yml').read_text())
+    pdf = q['format']['pdf']
+    if int(pdf.get('latex-min-runs', 1)) < 3: probs.append("_quarto.yml: pdf needs latex-min-runs: 3 (KOMA's dynnumwidth settles on the third pass)")
+    if 'numbers=noenddot' not in (pdf.get('classoption') or []): probs.append("_quarto.yml: pdf classoption needs numbers=noenddot ('Figure 1.1.:' otherwise)")
+    if 'add_links' not in (_settings(root).get('skip_procs') or ''): probs.append("settings.ini: skip_procs must hold add_links (nbdev's identifier links point to anchors the book has not)")
+    return probs
+
+
+def _settings(root):
+    import configparser
+    cp = configparser.ConfigParser(); cp.read(Path(root)/'settings.ini')
+    return cp['DEFAULT']
+
+
+ALL_CHECKS += [check_figure_width, check_figure_fonts, check_chapter_numbers, check_pandoc_traps,
+               check_captions, check_typography]

@@ -73,6 +73,25 @@ def test_nothing_executes_at_docs_time(proc):
 
 def test_the_preface_is_a_preface(proc):
     cells = _cells(proc/'index.ipynb')
-    assert 'title' not in _front_matter(cells)      # its heading stays a heading ...
+    assert _front_matter(cells)['title'] is None    # its heading stays a heading ...
     md = [bl.src(c) for c in cells if c['cell_type'] == 'markdown']
-    assert any(m.startswith('Preface {.unnumbered}\n===') for m in md)   # ... unnumbered
+    assert any(m.startswith('# Preface {.unnumbered}\n') for m in md)   # ... unnumbered
+
+
+@pytest.mark.parametrize('nb', bl.notebooks(ROOT), ids=lambda p: p.name)
+def test_every_paragraph_reaches_quarto(proc, nb):
+    """Every markdown paragraph of a chapter, its H1 and `>` summary included, is in what
+    Quarto is given: nbdev turns a title cell into front matter unless the title is set."""
+    given = set(paragraphs(_cells(proc/nb.name)))
+    lost = [p for p in paragraphs(_cells(nb)) if p not in given]
+    assert lost == [], lost[:3]
+
+
+@pytest.mark.parametrize('nb', [n for n in bl.notebooks(ROOT) if n.name != 'index.ipynb'], ids=lambda p: p.name)
+def test_chapters_keep_their_labelled_h1(proc, nb):
+    "Quarto numbers the chapter from its H1 and reads the label there: @sec-model is 'Chapter 7'."
+    fm = _front_matter(_cells(proc/nb.name))
+    assert fm['title'] is None and fm['skip_showdoc'] is True
+    h1 = [bl.src(c).split('\n')[0] for c in _cells(proc/nb.name)
+          if c['cell_type'] == 'markdown' and bl.src(c).startswith('# ')]
+    assert len(h1) == 1 and h1[0].endswith('{#' + bl.chapter_id(bl._module(nb)) + '}')
