@@ -86,7 +86,7 @@ def _validate(c):
 @dataclass
 class TrainConfig:
     "Every setting of a training run: model, tokenizer, data, optimisation."
-    style:str='llama' # model family: 'llama' or 'gpt2' (chapter 5)
+    style:str='llama' # model family: 'llama' or 'gpt2' (llmbook.model)
     n_layer:int=2 # transformer blocks
     n_head:int=4 # query heads
     n_kv_head:int|None=None # key/value heads (None: n_head)
@@ -114,7 +114,7 @@ class TrainConfig:
     dtype:str='float32' # 'bfloat16': autocast the forward pass
     compile:bool=False # torch.compile the model
     time_budget:float=0 # seconds of training, then it saves (0: off)
-    optimizer:str='adamw' # or 'muon': Muon for the matrices (chapter 7)
+    optimizer:str='adamw' # or 'muon': Muon for the matrices (llmbook.optim)
     muon_lr:float=0.02 # Muon's peak learning rate
 
     def __post_init__(self): _validate(self)

@@ -67,7 +67,7 @@ def _sample(model:nn.Module, tok:BPETokenizer, n:int, device,
     idx = torch.tensor([ids], device=device)
     g = torch.Generator(device=device).manual_seed(seed)
     out = generate(model, idx, n, temperature=temperature, top_k=top_k or None,
-                   top_p=top_p, generator=g)  # chapter 6
+                   top_p=top_p, generator=g)  # llmbook.generate
     return tok.decode(out[0, len(ids):].tolist())
 
 # %% ../nbs/12_train.ipynb #76d46e61
@@ -448,13 +448,14 @@ def plot_metrics(metrics:Path|str|list, # a metrics.jsonl or its records
     import matplotlib
     if png is not None and ax is None: matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from llmbook.figures import WIDTH
     recs = read_jsonl(metrics) if isinstance(metrics, (str, Path)) else metrics
     tr = [(r['step'], r['loss']) for r in recs if r.get('loss') is not None]
     va = [(r['step'], r['val_loss']) for r in recs
           if r.get('val_loss') is not None]
     own = ax is None
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(
-        figsize=(6, 3.5))
+        figsize=(WIDTH, 3.5))
     if tr: ax.plot(*zip(*tr), lw=0.8, alpha=0.7, label='train')
     if va: ax.plot(*zip(*va), 'o-', ms=3, label='validation')
     ax.set(xlabel='step', ylabel='loss (nats/token)'); ax.legend()
@@ -581,7 +582,7 @@ PRESETS = {
         steps=5000, weight_decay=0.1, eval_every=250, eval_batches=16,
         ckpt_every=250, sample_tokens=256,
         sample_steps=(0, 250, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000)),
-    'austen-speedrun': TrainConfig(  # chapter 7e's record: 60 s, 2 cores
+    'austen-speedrun': TrainConfig(  # the speedrun record (llmbook.speedrun)
         n_layer=4, n_head=4, d_model=128, context_len=64, vocab_size=2048,
         bs=16, optimizer='muon', muon_lr=0.02, max_lr=6e-3, min_lr=6e-4,
         warmup=30, steps=100_000, time_budget=45, weight_decay=0.1,
@@ -647,7 +648,7 @@ def _final_eval(out:Path, device:str|None):
     with atomic_write(out/'run.json', 'w') as f: json.dump(run, f, indent=1)
 
 def train_cli(a, # parsed `llmbook train` arguments
-              strategy=None, # e.g. chapter 8's DDPStrategy (None: one process)
+              strategy=None, # e.g. parallel's DDPStrategy (None: one process)
              ) -> int:
     "Run `llmbook train` from parsed arguments."
     cfg = parse_overrides(get_preset(a.preset), a.set)
