@@ -7,7 +7,7 @@ __all__ = ['WEB_FORMAT', 'BUNDLE', 'CHECK_PROMPT', 'ConcatKV', 'PastCache', 'Web
            'ort_step', 'ort_generate', 'js_pattern', 'tokenizer_spec', 'held_out_loss', 'gpt_from_onnx',
            'check_web_out', 'export_web', 'export_run']
 
-# %% ../nbs/C_web.ipynb #08fc8ec9
+# %% ../nbs/C_web.ipynb #610b7c4f
 import hashlib, json, logging, os, shutil, warnings
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ from .dataset import random_batch
 from .optim import next_token_loss
 from .checkpoint import load_checkpoint, find_checkpoint
 
-# %% ../nbs/C_web.ipynb #14b54d00
+# %% ../nbs/C_web.ipynb #22154df9
 class ConcatKV:
     "One layer's cache as two tensors that grow: `update` appends to them."
     def __init__(self, k:Tensor, # (1, nkv, P, hs) keys seen so far
@@ -35,7 +35,7 @@ class ConcatKV:
         self.v = torch.cat([self.v, v], dim=2)
         return self.k, self.v
 
-# %% ../nbs/C_web.ipynb #ef441ed3
+# %% ../nbs/C_web.ipynb #1df8a7c1
 class PastCache:
     "What `GPT.forward` reads as a cache, made from one `past` tensor."
     def __init__(self, past:Tensor): # (L, 2, nkv, P, hs)
@@ -48,7 +48,7 @@ class PastCache:
         "(L, 2, nkv, P+T, hs): the `past` of the next call."
         return torch.stack([torch.cat([l.k, l.v]) for l in self.layers])
 
-# %% ../nbs/C_web.ipynb #03fa786d
+# %% ../nbs/C_web.ipynb #06dbbe68
 class WebStep(nn.Module):
     "A GPT as one function (idx, past) -> (logits, present), batch of one."
     def __init__(self, model:GPT): # llama or gpt2 style
@@ -66,7 +66,7 @@ def empty_past(cfg:GPTConfig) -> Tensor:
     "The `past` of a first call: no positions yet."
     return torch.zeros(cfg.n_layer, 2, cfg.n_kv_head, 0, cfg.head_dim)
 
-# %% ../nbs/C_web.ipynb #dd6105a0
+# %% ../nbs/C_web.ipynb #8ed60d4b
 def _quiet_export(*args, **kw):
     "torch.onnx.export without its warnings and log lines."
     log = logging.getLogger('torch.onnx')
@@ -95,7 +95,7 @@ def export_onnx(model:GPT, # the model to write
     finally:
         for b, e in zip(model.blocks, explicit): b.attn.explicit = e
 
-# %% ../nbs/C_web.ipynb #f137efdf
+# %% ../nbs/C_web.ipynb #ad968269
 def _quiet_export(*args, **kw):
     "torch.onnx.export without its warnings and log lines."
     log = logging.getLogger('torch.onnx')
@@ -124,7 +124,7 @@ def export_onnx(model:GPT, # the model to write
     finally:
         for b, e in zip(model.blocks, explicit): b.attn.explicit = e
 
-# %% ../nbs/C_web.ipynb #df0901db
+# %% ../nbs/C_web.ipynb #c1e5f15e
 def ort_session(path:Path|str): # the .onnx file
     "An onnxruntime session on one thread, as the page runs it."
     import onnxruntime as ort
@@ -141,7 +141,7 @@ def ort_step(sess, ids:list[int], past:np.ndarray|None,
                                       'past': past})
     return logits[0], present
 
-# %% ../nbs/C_web.ipynb #627a0c9d
+# %% ../nbs/C_web.ipynb #1b9c9ec2
 def ort_session(path:Path|str): # the .onnx file
     "An onnxruntime session on one thread, as the page runs it."
     import onnxruntime as ort
@@ -158,7 +158,7 @@ def ort_step(sess, ids:list[int], past:np.ndarray|None,
                                       'past': past})
     return logits[0], present
 
-# %% ../nbs/C_web.ipynb #41a8f719
+# %% ../nbs/C_web.ipynb #b8a8f9f3
 def ort_generate(sess, cfg:GPTConfig, ids:list[int], n:int) -> list[int]:
     "`n` greedy tokens after `ids`, one cached step each (no window slide)."
     if len(ids) + n - 1 > cfg.context_len:
@@ -171,7 +171,7 @@ def ort_generate(sess, cfg:GPTConfig, ids:list[int], n:int) -> list[int]:
         out.append(x[0])
     return out
 
-# %% ../nbs/C_web.ipynb #526d42a8
+# %% ../nbs/C_web.ipynb #1d3901ba
 def js_pattern(pattern:str) -> str:
     "The pre-split regex for JavaScript: `++` (possessive) becomes `+`."
     if '(?>' in pattern or '*+' in pattern or '?+' in pattern:
@@ -185,7 +185,7 @@ def tokenizer_spec(tok:BPETokenizer) -> dict:
                 bytes=list(tok.byte_order), merges=tok.merges,
                 specials=tok.specials)
 
-# %% ../nbs/C_web.ipynb #22be1afd
+# %% ../nbs/C_web.ipynb #0d3db6c8
 def js_pattern(pattern:str) -> str:
     "The pre-split regex for JavaScript: `++` (possessive) becomes `+`."
     if '(?>' in pattern or '*+' in pattern or '?+' in pattern:
@@ -199,7 +199,7 @@ def tokenizer_spec(tok:BPETokenizer) -> dict:
                 bytes=list(tok.byte_order), merges=tok.merges,
                 specials=tok.specials)
 
-# %% ../nbs/C_web.ipynb #17c97a6b
+# %% ../nbs/C_web.ipynb #80dcf6b8
 def held_out_loss(sess, cfg:GPTConfig, # the exported model and its shape
                   val_ids, # 1-D held-out token ids of the run
                   bs:int, n_batches:int, # as in the run's config
@@ -213,7 +213,7 @@ def held_out_loss(sess, cfg:GPTConfig, # the exported model and its shape
         losses.append(next_token_loss(torch.from_numpy(logits), y))
     return torch.stack(losses).mean().item()
 
-# %% ../nbs/C_web.ipynb #b0e522be
+# %% ../nbs/C_web.ipynb #08ec6ac7
 def gpt_from_onnx(path:Path|str, # a model.onnx written by export_onnx
                   cfg:GPTConfig) -> GPT:
     "The book's GPT with the weights stored in an exported graph."
@@ -229,7 +229,7 @@ def gpt_from_onnx(path:Path|str, # a model.onnx written by export_onnx
         raise ValueError(f"{path} lacks weights {sorted(missing)[:3]}")
     return model.eval()
 
-# %% ../nbs/C_web.ipynb #a95cfc47
+# %% ../nbs/C_web.ipynb #5a877bb7
 WEB_FORMAT = 'llmbook-web 1'
 BUNDLE = ('manifest.json', 'model.onnx', 'tokenizer.json')
 
@@ -248,7 +248,7 @@ def _run_info(run:Path) -> dict:
         info['tokenizer_sha256'] = sha256sum(run/'tokenizer.txt')
     return info
 
-# %% ../nbs/C_web.ipynb #c845010f
+# %% ../nbs/C_web.ipynb #07976254
 def check_web_out(out:Path|str, # the bundle folder to create
                   force:bool=False): # replace an earlier bundle there
     "Refuse an `out` that is a file, or a folder that is not a bundle."
@@ -262,7 +262,7 @@ def check_web_out(out:Path|str, # the bundle folder to create
     if not force:
         raise FileExistsError(f"{out} exists; add --force to replace it")
 
-# %% ../nbs/C_web.ipynb #b0391a8b
+# %% ../nbs/C_web.ipynb #e5db2d84
 CHECK_PROMPT = 'It is a truth universally acknowledged'
 
 def _checks(model:GPT, tok:BPETokenizer, onnx:Path, run:Path|None) -> dict:
@@ -275,14 +275,16 @@ def _checks(model:GPT, tok:BPETokenizer, onnx:Path, run:Path|None) -> dict:
     c = dict(prompt=tok.decode(ids), greedy_50=out[len(ids):].tolist(),
              max_abs_diff=float(np.abs(ort_step(sess, ids, None, cfg)[0]
                                        - ref).max()))
-    r = json.loads((run/'run.json').read_text())['config'] if run else {}
-    if run and (run/'val.bin').exists() and 'eval_batches' in r:
+    has = lambda f: run is not None and (run/f).exists()
+    r = json.loads((run/'run.json').read_text())['config'] \
+        if has('run.json') else {}
+    if has('val.bin') and 'eval_batches' in r:
         from llmbook.dataset import load_tokens
         c['held_out_loss'] = held_out_loss(sess, cfg, load_tokens(
             run/'val.bin'), r['bs'] // r['grad_accum'], r['eval_batches'])
     return c
 
-# %% ../nbs/C_web.ipynb #a1a1cb13
+# %% ../nbs/C_web.ipynb #5cfe20d5
 def export_web(model:GPT, tok:BPETokenizer, # the model and its tokenizer
                out:Path|str, # the bundle folder to create
                run:Path|str|None=None, # its run folder, for the manifest
@@ -314,7 +316,7 @@ def export_web(model:GPT, tok:BPETokenizer, # the model and its tokenizer
         shutil.rmtree(tmp, ignore_errors=True); raise
     return out
 
-# %% ../nbs/C_web.ipynb #8d2e738f
+# %% ../nbs/C_web.ipynb #dc877f8a
 def export_run(run:Path|str, # a run folder of `llmbook train` (or checkpoint)
                out:Path|str, which:str='best', force:bool=False) -> Path:
     "Export the `which` checkpoint of `run` as a web bundle."

@@ -137,21 +137,26 @@ def test_quarto_copies_the_bundle():
 
 # ---- bad input: one line, nothing written ----
 
+def fails(*argv, needle):
+    code, out, err = cli('export-web', *argv)
+    one_line(code, err, 1, needle)
+
+
 def test_export_web_missing_run(tmp_path):
-    one_line(*cli('export-web', tmp_path/'nope', tmp_path/'out'), 1, 'no checkpoint')
+    fails(tmp_path/'nope', tmp_path/'out', needle='no checkpoint')
     assert not (tmp_path/'out').exists()
 
 
 def test_export_web_damaged_run(tmp_path):
     ck = tmp_path/'run'/'best'; ck.mkdir(parents=True)
     (ck/'meta.json').write_text('{"format": "llmbook-ckpt 1", "config": {}, "files": {"model.safetensors": "0"}}')
-    one_line(*cli('export-web', tmp_path/'run', tmp_path/'out'), 1, 'damaged')
+    fails(tmp_path/'run', tmp_path/'out', needle='damaged')
     assert not (tmp_path/'out').exists()
 
 
 def test_export_web_refuses_a_foreign_out(tmp_path):
     (tmp_path/'out').mkdir(); (tmp_path/'out'/'notes.txt').write_text('mine')
-    one_line(*cli('export-web', tmp_path/'nope', tmp_path/'out'), 1, 'not a web bundle')
+    fails(tmp_path/'nope', tmp_path/'out', needle='not a web bundle')
     assert (tmp_path/'out'/'notes.txt').read_text() == 'mine'
 
 
@@ -164,7 +169,7 @@ def test_export_web_writes_a_bundle_atomically(tmp_path):
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path/'b').iterdir()) == ['manifest.json', 'model.onnx', 'tokenizer.json']
     before = (tmp_path/'b'/'model.onnx').read_bytes()
-    one_line(*cli('export-web', run_dir, tmp_path/'b'), 1, '--force')
+    fails(run_dir, tmp_path/'b', needle='--force')
     assert (tmp_path/'b'/'model.onnx').read_bytes() == before
     assert cli('export-web', run_dir, tmp_path/'b', '--force')[0] == 0
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []
