@@ -133,6 +133,10 @@ def test_quarto_copies_the_bundle():
     from fnmatch import fnmatch
     for f in need_files: assert any(fnmatch(f, g) for g in res), f
     assert (ROOT/'nbs'/'web'/'widget.png').is_file()
+    # nbdev_docs renders from a _proc/ copy of nbs/, which holds nbs/web/ only if recursive
+    import configparser
+    ini = configparser.ConfigParser(); ini.read(ROOT/'settings.ini')
+    assert ini['DEFAULT'].getboolean('recursive')
 
 
 # ---- bad input: one line, nothing written ----
