@@ -9,7 +9,7 @@ cfg = config['DEFAULT']
 
 expected = ('version description keywords author author_email license '
             'min_python lib_name user branch git_url requirements '
-            'dev_requirements hf_requirements console_scripts').split()
+            'dev_requirements hf_requirements web_requirements console_scripts').split()
 missing = [o for o in expected if o not in cfg]
 assert not missing, f"settings.ini is missing: {missing}"
 
@@ -24,6 +24,7 @@ min_python = cfg['min_python']
 requirements = shlex.split(cfg['requirements'])
 dev_requirements = shlex.split(cfg['dev_requirements'])
 hf_requirements = shlex.split(cfg['hf_requirements'])
+web_requirements = shlex.split(cfg['web_requirements'])
 scripts = [o.strip() for o in cfg['console_scripts'].split('\n') if o.strip()]
 
 readme_path = Path(__file__).parent/'README.md'
@@ -43,7 +44,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['llmbook', 'llmbook.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'hf': hf_requirements},
+    extras_require={'dev': dev_requirements, 'hf': hf_requirements,
+                    'web': web_requirements},
     python_requires='>=' + cfg['min_python'],
     long_description=readme,
     long_description_content_type='text/markdown',

@@ -390,6 +390,29 @@ def _export_hf(p):
         print(export_hf(model.eval(), tok, a.out, a.force))
     return run
 
+# %% ../nbs/D_cli.ipynb #e7a1c0de
+@command('export-web', 'write a run as an ONNX model, tokenizer and '
+         'manifest for the browser (appendix C)',
+         'llmbook export-web out/austen-tiny nbs/web/austen-tiny')
+def _export_web(p):
+    p.add_argument('run_path', metavar='RUN', help='a run folder of '
+                   'llmbook train (or a checkpoint)')
+    p.add_argument('out', metavar='OUT', help='the bundle folder to create')
+    p.add_argument('--which', default='best', choices=['best', 'last'],
+                   help='which checkpoint of a run folder')
+    p.add_argument('--force', action='store_true',
+                   help='replace OUT if it holds an earlier bundle')
+    def run(a):
+        import onnx, onnxscript, onnxruntime  # missing: one line
+        from llmbook.train import find_checkpoint
+        from llmbook.web import check_web_out, export_web
+        check_web_out(a.out, a.force)  # before anything is read
+        model, tok, *_ = load_gpt(a.run_path, a.which, 'cpu', 'export-web')
+        ck = find_checkpoint(a.run_path, a.which)
+        run_dir = ck.parent if ck != Path(a.run_path) else None
+        print(export_web(model, tok, a.out, run_dir, a.force))
+    return run
+
 # %% ../nbs/D_cli.ipynb #f4539e8c
 @command('bench', 'time training, decoding and tokenizers against peers',
          'llmbook bench --quick --out runs/bench/my-machine.txt')
