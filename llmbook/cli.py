@@ -447,8 +447,8 @@ def _md_cell(src:str, titles:dict={}) -> str:
     "Markdown for GitHub: drop Quarto-only labels, classes and callout fences."
     src = re.sub(r'\s*\{#(sec|fig|tbl)-[\w-]+\}', '', src)
     src = re.sub(r'\s*\{(\.unnumbered|-)\}', '', src)
-    src = re.sub(r'@(sec-[\w-]+)', lambda m: f'*{titles[m.group(1)]}*'
-                 if m.group(1) in titles else m.group(1)[4:].replace('-', ' '), src)
+    src = re.sub(r'@(sec-[\w-]+)', lambda m: f'*{titles[m.group(1)]}*' if
+                 m.group(1) in titles else m.group(1)[4:].replace('-', ' '), src)
     return '\n'.join(l for l in src.splitlines() if not l.startswith(':::'))
 
 # %% ../nbs/D_cli.ipynb #9e439efd

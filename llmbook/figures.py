@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
 # %% ../nbs/02_figures.ipynb #7eb90a35
-WIDTH = 5.8   # inches: the PDF's text block is 5.81 in (418 pt)
+WIDTH = 5.6   # inches: with 0.1 in of margin each side, the 5.81 in block
 CANVAS = 6.3  # a diagram's width in drawing units; it prints at WIDTH
 MIN_FONT = 7  # points at print size: nothing smaller is readable
 # Okabe and Ito's palette, which colour-blind eyes tell apart

@@ -120,9 +120,25 @@ def test_page_loads_the_pinned_onnxruntime_web():
     pin = json.loads((WEB/'package.json').read_text())['dependencies']['onnxruntime-web']
     lock = json.loads((WEB/'package-lock.json').read_text())['packages']
     assert lock['node_modules/onnxruntime-web']['version'] == pin
-    assert re.search(r'data-ort="https://cdn\.jsdelivr\.net/npm/onnxruntime-web@([\d.]+)/dist/"',
+    assert re.search(r'data-ort-cdn="https://cdn\.jsdelivr\.net/npm/onnxruntime-web@([\d.]+)/dist/"',
                      widget_html()).group(1) == pin
+    assert 'data-ort="web/ort/"' in widget_html()   # the book's own copy comes first
     assert 'web/austen-tiny/' in widget_html() and "from './web/llmbook-web.js'" in widget_html()
+
+
+def test_the_build_copies_onnxruntime_web_beside_the_book(tmp_path):
+    "Quarto's pre-render step copies the pinned onnxruntime-web into web/ort/ of the rendered project."
+    import subprocess, sys, yaml
+    q = yaml.safe_load((ROOT/'_quarto.yml').read_text())['project']
+    assert q['pre-render'] == 'web/copy_ort.py' and 'web/ort/*' in q['resources']
+    proj = tmp_path/'_proc'; proj.mkdir()
+    (tmp_path/'web').symlink_to(WEB)   # _proc/../web is the repository's web/
+    r = subprocess.run([sys.executable, ROOT/'nbs'/'web'/'copy_ort.py'], cwd=proj,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    dist = WEB/'node_modules'/'onnxruntime-web'/'dist'
+    for f in ('ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'):
+        assert (proj/'web'/'ort'/f).read_bytes() == (dist/f).read_bytes()
 
 
 def test_quarto_copies_the_bundle():

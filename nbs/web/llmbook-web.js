@@ -159,14 +159,21 @@ const fetcher = (base) => async (name) => {
 export async function mount(el) { // the widget's root element
   const $ = (s) => el.querySelector(s);
   const q = new URLSearchParams(location.search); // ?ort=DIR: a local copy
-  const ortDir = new URL(q.get('ort') ?? el.dataset.ort, document.baseURI);
+  // onnxruntime-web: ?ort=DIR, else the book's own copy, else the CDN
+  const dirs = [q.get('ort') ?? el.dataset.ort, el.dataset.ortCdn]
+    .filter(Boolean).map((d) => new URL(d, document.baseURI));
   const base = new URL(el.dataset.bundle, document.baseURI);
   const status = $('.lw-stats');
   status.textContent = 'loading the model…';
   const t0 = performance.now();
   let m;
   try {
-    const ort = await import(new URL('ort.wasm.min.mjs', ortDir).href);
+    let ort, err;
+    for (const d of dirs) {
+      try { ort = await import(new URL('ort.wasm.min.mjs', d).href); break; }
+      catch (e) { err = e; }
+    }
+    if (!ort) throw err;
     ort.env.wasm.numThreads = 1; // threads need cross-origin isolation
     m = await loadModel(ort, fetcher(base));
   } catch (e) {
