@@ -290,6 +290,7 @@ def run_bench(size:str='full', # a BENCH_SIZES key
     if size not in BENCH_SIZES: raise ValueError(
         f"unknown size {size!r}; use one of {list(BENCH_SIZES)}")
     s, log, t0 = BENCH_SIZES[size], log or (lambda m: None), time.time()
+    load = os.getloadavg()  # other jobs on the machine slow every contender
     threads = set_threads(threads)
     # tokenizers' pool reads this when it first runs, even if already imported
     os.environ['RAYON_NUM_THREADS'] = str(threads)
@@ -312,7 +313,7 @@ def run_bench(size:str='full', # a BENCH_SIZES key
     log("BPE training and encoding: llmbook vs tokenizers")
     res['tok'] = tokenizer_bench(_corpus(s['chars']), s['vocab'],
                                  s['repeats'])
-    res['seconds'] = time.time() - t0
+    res['seconds'], res['load'] = time.time() - t0, (load, os.getloadavg())
     return res
 
 # %% ../nbs/B_bench.ipynb #810454d9
@@ -430,8 +431,10 @@ def bench_report(res:dict, # what run_bench returned
                 ) -> str:
     "The table with the command, commit, date and duration above it."
     now = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    load = ', '.join(' '.join(f"{x:.2f}" for x in a) for a in res['load'])
     return (f"command: {command}\ngit commit: {_git_commit()}\ndate: {now}\n"
-            f"duration: {res['seconds']:.0f} s (size '{res['size']}')\n\n"
+            f"duration: {res['seconds']:.0f} s (size '{res['size']}')\n"
+            f"load average (1, 5, 15 min) at start, end: {load}\n\n"
             + bench_table(res) + '\n')
 
 # %% ../nbs/B_bench.ipynb #11321106

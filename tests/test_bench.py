@@ -21,7 +21,7 @@ def test_bench_toy_prints_and_saves_the_table(tmp_path):
                 'BPE train s', 'encode MB/s, encode()', 'encode MB/s, to_tiktoken()'):
         line = next(l for l in rep.splitlines() if l.startswith(row))
         assert line.rstrip().endswith('x'), line
-    for key in ('git commit:', 'peak matmul, GFLOP/s:', 'floor:', 'one-thread C++ vector sum',
+    for key in ('git commit:', 'load average (1, 5, 15 min) at start, end:', 'peak matmul, GFLOP/s:', 'floor:', 'one-thread C++ vector sum',
                 'C++ decoder, 1 thread: int8 reads', 'torch:', 'transformers:', 'cpu count:'):
         assert key in rep
     assert 'ids of encode() == to_tiktoken(): True' in rep
