@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['BENCH_SIZES', 'timed', 'race', 'bench_dtypes', 'matmul_job', 'train_step', 'train_bench', 'mfu', 'read_job',
-           'decode_bench', 'best_time', 'hf_bpe_trainer', 'tokenizer_bench', 'run_bench', 'bench_rows', 'bench_table',
-           'bench_report', 'bench_cli']
+           'floor_job', 'decode_bench', 'best_time', 'hf_bpe_trainer', 'tokenizer_bench', 'run_bench', 'bench_rows',
+           'bench_table', 'bench_report', 'bench_cli']
 
 # %% ../nbs/B_bench.ipynb #4afe90ef
 import copy, os, shlex, subprocess, sys, time
@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from .core import seed_everything, set_threads, get_device
 from .model import (GPT, GPTConfig, CONFIGS, flops_per_token,
                            matmul_params)
-from .generate import generate
+from .generate import (generate, generate_fast, decoder_lib,
+                              stream_job, CppDecoder)
 from .hf import to_hf, randomize_
 from .train import hardware
 
@@ -144,6 +145,25 @@ def read_job(nbytes:int, # bytes to read, e.g. the weights' size
         for _ in range(k): t.sum()
     return _synced(job, device), t.numel() * 4 * k
 
+def floor_job(nbytes:int, # bytes to stream, e.g. the weights' size
+              seconds:float=0.1) -> tuple:
+    "One-thread streaming reads of nbytes for about `seconds`; bytes; kernel."
+    one, nb, kernel = stream_job(nbytes)
+    one(); w, _, _ = timed(one)
+    k = max(1, round(seconds / w))
+    def job():
+        for _ in range(k): one()
+    return job, nb * k, kernel
+
+def _cpp_contenders(model:GPT, idx:torch.Tensor, n:int) -> dict:
+    "generate_fast in float32 and int8, and the bytes of their weights."
+    if idx.device.type != 'cpu' or decoder_lib() is None: return {}
+    fast = lambda i: lambda: generate_fast(model, idx, n, temperature=0,
+                                           int8=i)
+    return {'llmbook C++, cache': (fast(False), CppDecoder(model).nbytes),
+            'llmbook C++ int8, cache': (fast(True),
+                                        CppDecoder(model, True).nbytes)}
+
 def decode_bench(cfg:GPTConfig, # model shape
                  tokens:int=200, # new tokens per run (capped by the context)
                  prompt:int=16, # prompt length
@@ -151,7 +171,7 @@ def decode_bench(cfg:GPTConfig, # model shape
                  nocache:bool=True, # also race the runs without a cache
                  device:str|None=None, # None: the fastest available
                 ) -> dict:
-    "Greedy decode tokens/s of llmbook and transformers; read bandwidth."
+    "Greedy decode tokens/s of llmbook and transformers; streaming rate."
     dev, g = get_device(device), seed_everything(0)
     model = randomize_(GPT(cfg), std=0.05, generator=g).to(dev).eval()
     hf = to_hf(model)
@@ -168,14 +188,18 @@ def decode_bench(cfg:GPTConfig, # model shape
     if nocache: fns |= {'llmbook, no cache': ours(False),
                         'transformers, no cache': theirs(False)}
     wbytes = 4 * matmul_params(cfg)  # float32 weights one step reads
+    nbytes = {k: wbytes for k in fns}
+    for k, (f, nb) in _cpp_contenders(model, idx, n).items():
+        fns[k], nbytes[k] = f, nb
     fns = {k: _synced(f, dev) for k, f in fns.items()}
-    fns['read'], nread = read_job(wbytes, dev)
+    if dev.type == 'cpu': fns['read'], nread, kernel = floor_job(wbytes)
+    else: (fns['read'], nread), kernel = read_job(wbytes, dev), 'torch.sum'
     with torch.inference_mode(): res = race(fns, repeats)
     bw = nread / res.pop('read')[0]  # bytes/s
     return dict(n=n, prompt=prompt, params=model.num_params(),
-                weight_bytes=wbytes, read_bw=bw, runs={
+                weight_bytes=wbytes, read_bw=bw, kernel=kernel, runs={
         k: dict(tok_s=n / w, cpu_tok_s=n / c, ids=out.cpu(),
-                bound=n / w * wbytes / bw)
+                bound=n / w * nbytes[k] / bw, weight_bytes=nbytes[k])
         for k, (w, c, out) in res.items()})
 
 # %% ../nbs/B_bench.ipynb #7b551ff8
@@ -266,6 +290,7 @@ def run_bench(size:str='full', # a BENCH_SIZES key
     if size not in BENCH_SIZES: raise ValueError(
         f"unknown size {size!r}; use one of {list(BENCH_SIZES)}")
     s, log, t0 = BENCH_SIZES[size], log or (lambda m: None), time.time()
+    load = os.getloadavg()  # other jobs on the machine slow every contender
     threads = set_threads(threads)
     # tokenizers' pool reads this when it first runs, even if already imported
     os.environ['RAYON_NUM_THREADS'] = str(threads)
@@ -288,7 +313,7 @@ def run_bench(size:str='full', # a BENCH_SIZES key
     log("BPE training and encoding: llmbook vs tokenizers")
     res['tok'] = tokenizer_bench(_corpus(s['chars']), s['vocab'],
                                  s['repeats'])
-    res['seconds'] = time.time() - t0
+    res['seconds'], res['load'] = time.time() - t0, (load, os.getloadavg())
     return res
 
 # %% ../nbs/B_bench.ipynb #810454d9
@@ -314,13 +339,17 @@ def bench_rows(res:dict) -> list[tuple]:
     "(measure, llmbook, peer, peer's figure, ratio) for each race."
     dec, tk, hf = res['decode']['runs'], res['tok'], 'transformers'
     rows = _train_rows(res)
-    for c in [c for c in ('cache', 'no cache') if f'llmbook, {c}' in dec]:
-        a, b = dec[f'llmbook, {c}'], dec[f'{hf}, {c}']
+    ours = [('cache', 'llmbook, cache'), ('C++', 'llmbook C++, cache'),
+            ('C++ int8', 'llmbook C++ int8, cache'),
+            ('no cache', 'llmbook, no cache')]
+    for c, k in [(c, k) for c, k in ours if k in dec]:
+        a = dec[k]
+        b = dec[f"{hf}, {'no cache' if c == 'no cache' else 'cache'}"]
         rows.append((f'decode tokens/s, {c}', f"{a['tok_s']:,.1f}",
                      f"{hf} generate", f"{b['tok_s']:,.1f}",
                      a['tok_s'] / b['tok_s']))
-        if c == 'cache':
-            rows.append(('decode, share of read bound', f"{a['bound']:.1%}",
+        if c in ('cache', 'C++'):
+            rows.append((f'decode, share of floor, {c}', f"{a['bound']:.1%}",
                          f"{hf} generate", f"{b['bound']:.1%}",
                          a['bound'] / b['bound']))
     t, hf_t = tk['train_s']['ours'], min(tk['train_s']['hf one'],
@@ -346,6 +375,15 @@ def bench_table(res:dict) -> str:
     lines.insert(1, '-' * len(lines[0]))
     return '\n'.join(lines + [''] + _notes(res))
 
+def _cpp_note(runs:dict) -> str:
+    "The C++ rows' weight bytes and int8 speed-up, or why they are missing."
+    a, b = runs.get('llmbook C++, cache'), runs.get('llmbook C++ int8, cache')
+    if a is None: return "C++ decoder: not built here (no compiler?)"
+    mb, x = b['weight_bytes'] / 1e6, b['tok_s'] / a['tok_s']
+    return (f"C++ decoder, 1 thread: int8 reads {mb:,.1f} MB per token and "
+            f"runs {x:.2f}x its float32 speed ({b['bound']:.0%} of its own "
+            "floor)")
+
 def _notes(res:dict) -> list[str]:
     "What each row measured, and the machine."
     c, d, tk, n = res['cfg'], res['decode'], res['tok'], res['peak_n']
@@ -359,9 +397,12 @@ def _notes(res:dict) -> list[str]:
         f"train batch {res['bs']}x{c.context_len}, AdamW, float32 and bf16 "
         f"autocast{comp}",
         f"decode: batch 1, prompt {d['prompt']}, {d['n']} new tokens, greedy, "
-        f"float32; read bound: {d['weight_bytes'] / 1e6:,.1f} MB of weights "
-        f"per token at {d['read_bw'] / 1e9:,.1f} GB/s (a sum of that many "
-        f"bytes) = {d['read_bw'] / d['weight_bytes']:,.0f} tokens/s",
+        f"float32 (C++ int8: int8 weights, float32 activations); floor: "
+        f"{d['weight_bytes'] / 1e6:,.1f} MB of weights per token streamed at "
+        f"{d['read_bw'] / 1e9:,.1f} GB/s (one-thread {d['kernel']}) = "
+        f"{d['read_bw'] / d['weight_bytes']:,.0f} tokens/s; share of floor: "
+        f"tokens/s x weight bytes / that rate",
+        _cpp_note(d['runs']),
         f"tokenizer: {tk['bytes']:,} bytes of Austen, {tk['paras']:,} "
         f"paragraphs; ids of encode() == to_tiktoken(): {tk['same_ids']}",
         f"peak matmul, GFLOP/s: {peaks} ({n}x{n} on {res['device']}, "
@@ -390,8 +431,10 @@ def bench_report(res:dict, # what run_bench returned
                 ) -> str:
     "The table with the command, commit, date and duration above it."
     now = datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    load = ', '.join(' '.join(f"{x:.2f}" for x in a) for a in res['load'])
     return (f"command: {command}\ngit commit: {_git_commit()}\ndate: {now}\n"
-            f"duration: {res['seconds']:.0f} s (size '{res['size']}')\n\n"
+            f"duration: {res['seconds']:.0f} s (size '{res['size']}')\n"
+            f"load average (1, 5, 15 min) at start, end: {load}\n\n"
             + bench_table(res) + '\n')
 
 # %% ../nbs/B_bench.ipynb #11321106

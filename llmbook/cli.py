@@ -447,8 +447,9 @@ def _md_cell(src:str, titles:dict={}) -> str:
     "Markdown for GitHub: drop Quarto-only labels, classes and callout fences."
     src = re.sub(r'\s*\{#(sec|fig|tbl)-[\w-]+\}', '', src)
     src = re.sub(r'\s*\{(\.unnumbered|-)\}', '', src)
-    src = re.sub(r'@(sec-[\w-]+)', lambda m: f'*{titles[m.group(1)]}*' if
-                 m.group(1) in titles else m.group(1)[4:].replace('-', ' '), src)
+    name = lambda m: (f'*{titles[m.group(1)]}*' if m.group(1) in titles
+                      else m.group(1)[4:].replace('-', ' '))  # @sec-x
+    src = re.sub(r'@(sec-[\w-]+)', name, src)
     return '\n'.join(l for l in src.splitlines() if not l.startswith(':::'))
 
 # %% ../nbs/D_cli.ipynb #9e439efd
@@ -570,7 +571,7 @@ def _opts(sp:argparse.ArgumentParser) -> list[str]:
     for a in sp._actions:
         if isinstance(a, argparse._HelpAction): continue
         name = ', '.join(f'`{o}`' for o in a.option_strings) or f'`{a.dest}`'
-        none = a.default in (None, False, argparse.SUPPRESS)
+        none = a.default in (None, False, '', argparse.SUPPRESS)
         default = '' if none else f' (default `{a.default}`)'
         rows.append(f"- {name}: {_code_opts(a.help or '')}{default}")
     return rows

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
 # %% ../nbs/02_figures.ipynb #7eb90a35
-WIDTH = 5.6   # inches: with 0.1 in of margin each side, the 5.81 in block
+WIDTH = 5.6   # inches: with a margin each side, within the 5.81 in block
 CANVAS = 6.3  # a diagram's width in drawing units; it prints at WIDTH
 MIN_FONT = 7  # points at print size: nothing smaller is readable
 # Okabe and Ito's palette, which colour-blind eyes tell apart
@@ -23,6 +23,7 @@ STYLE = {
     # 96 dots per inch is what HTML and Quarto take an inch to be, so a PNG's
     # stored display width (in pixels) is its printed width in inches x 96
     'figure.figsize': (WIDTH, 2.8), 'figure.dpi': 96, 'savefig.dpi': 192,
+    'savefig.pad_inches': 0.05,
     'font.size': 9, 'axes.titlesize': 9, 'axes.labelsize': 9,
     'xtick.labelsize': 8, 'ytick.labelsize': 8, 'legend.fontsize': 8,
     'axes.prop_cycle': mpl.cycler(color=COLORS),

@@ -51,4 +51,9 @@ echo "== a tiny training run (2 steps, on the repository's own text) and generat
   || fail "llmbook train"
 "$llmbook" generate --ckpt tiny --max-new-tokens 5 --prompt "The book" \
   || fail "llmbook generate"
+
+echo "== generate --int8: the wheel's llmbook/csrc/decode.cpp builds (ninja, -O3 -march=native)"
+"$llmbook" generate --ckpt tiny --max-new-tokens 5 --prompt "The book" --int8 2> gen.txt \
+  || { cat gen.txt; fail "llmbook generate --int8"; }
+if grep -q 'no C++ decoder' gen.txt; then cat gen.txt; fail "the C++ decoder did not build"; fi
 echo "smoke test of the wheel passed"

@@ -161,3 +161,100 @@ def test_generate_reports_each_token():
     m, seen = model(), []
     out = generate(m, torch.zeros(2, 3, dtype=torch.long), 4, temperature=0, on_token=seen.append)
     assert torch.equal(torch.cat(seen, 1), out[:, 3:])
+
+
+# ---------------------------------------------------------------- the C++ decoder
+from llmbook import generate as gen_mod
+from llmbook.generate import CppDecoder, generate_fast, int8_model, quantize_int8, decoder_lib
+
+
+def cpp():
+    if decoder_lib() is None: pytest.skip('no C++ decoder here (no compiler?)')
+
+
+def test_quantize_int8_per_row():
+    w = torch.randn(6, 40, generator=torch.Generator().manual_seed(0)) * torch.arange(1, 7)[:, None]
+    q, s = quantize_int8(w)
+    assert q.dtype == torch.int8 and s.shape == (6,) and q.abs().max() == 127
+    assert ((q.float() * s[:, None] - w).abs() <= s[:, None] / 2 + 1e-6).all()
+
+
+@pytest.mark.parametrize('kw', [dict(), dict(n_kv_head=2), dict(n_kv_head=1),
+                                dict(d_model=48, n_head=3, mlp_hidden=50)])  # ragged widths
+@pytest.mark.parametrize('int8', [False, True])
+def test_cpp_logits_equal_the_model(kw, int8):
+    cpp()
+    m = model(**kw)
+    with torch.no_grad():  # random, larger weights than the init, so logits differ a lot
+        for p in m.parameters(): p.add_(torch.randn_like(p) * 0.05)
+    ref_model = int8_model(m) if int8 else m
+    idx = torch.randint(0, 64, (1, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(): ref = ref_model(idx)[0]  # (T, V)
+    dec = CppDecoder(m, int8)
+    got = torch.cat([dec(idx[:, :3])] + [dec(idx[:, t:t + 1]) for t in range(3, 16)])
+    torch.testing.assert_close(got, ref[2:], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match='context_len'): dec(idx[:, :1])
+
+
+@pytest.mark.parametrize('int8', [False, True])
+def test_generate_fast_equals_generate(int8):
+    cpp()
+    m = model(n_kv_head=2)
+    ref = int8_model(m) if int8 else m
+    prompt = torch.randint(0, 64, (1, 6), generator=torch.Generator().manual_seed(2))
+    a = generate_fast(m, prompt, 30, temperature=0, int8=int8)  # runs past the context
+    assert torch.equal(a, generate(ref, prompt, 30, temperature=0))
+    s = [f(mm, prompt, 30, top_k=20, top_p=0.9, temperature=0.8,
+           generator=torch.Generator().manual_seed(4), **kw)
+         for f, mm, kw in ((generate_fast, m, dict(int8=int8)), (generate, ref, {}))]
+    assert torch.equal(*s)
+    free = generate_fast(m, prompt, 12, temperature=0, int8=int8)
+    stop = free[0, 9].item()
+    out = generate_fast(m, prompt, 12, temperature=0, int8=int8, stop_tokens=[stop])
+    assert torch.equal(out, generate(ref, prompt, 12, temperature=0, stop_tokens=[stop]))
+
+
+def test_generate_fast_refuses_like_generate():
+    cpp()
+    m = model()
+    with pytest.raises(ValueError, match='outside the vocabulary'):
+        generate_fast(m, torch.tensor([[70]]), 2)
+    with pytest.raises(ValueError, match='max_new_tokens=-1'):
+        generate_fast(m, torch.zeros(1, 2, dtype=torch.long), -1)
+    with pytest.raises(ValueError, match='llama-style'): CppDecoder(model(style='gpt2'))
+
+
+def test_generate_fast_other_cases_use_generate():
+    m = model(style='gpt2')  # no C++ path: the readable one, same tokens
+    p = torch.zeros(2, 3, dtype=torch.long)
+    assert torch.equal(generate_fast(m, p, 5, temperature=0), generate(m, p, 5, temperature=0))
+    assert torch.equal(generate_fast(m, p, 5, temperature=0, int8=True),
+                       generate(int8_model(m), p, 5, temperature=0))
+
+
+def test_fallback_without_a_compiler(monkeypatch, capsys):
+    m, p = model(n_kv_head=2), torch.zeros(1, 3, dtype=torch.long)
+    monkeypatch.setenv('LLMBOOK_NO_CPP', '1')
+    monkeypatch.setattr(gen_mod, '_LIB', {})
+    assert torch.equal(generate_fast(m, p, 20, temperature=0), generate(m, p, 20, temperature=0))
+    assert torch.equal(generate_fast(m, p, 20, temperature=0, int8=True),
+                       generate(int8_model(m), p, 20, temperature=0))
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'no C++ decoder (LLMBOOK_NO_CPP is set)' in err
+
+
+def test_fallback_when_the_build_fails(monkeypatch, capsys):
+    def broken(): raise RuntimeError('Error building extension llmbook_decode\nmore')
+    monkeypatch.setattr(gen_mod, '_LIB', {})
+    monkeypatch.setattr(gen_mod, '_build', broken)
+    m, p = model(), torch.zeros(1, 3, dtype=torch.long)
+    assert torch.equal(generate_fast(m, p, 5, temperature=0), generate(m, p, 5, temperature=0))
+    assert capsys.readouterr().err == ('llmbook: no C++ decoder (Error building extension '
+                                       'llmbook_decode); decoding with PyTorch\n')
+
+
+def test_csrc_is_package_data():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    assert gen_mod.CSRC.exists()
+    assert 'recursive-include llmbook/csrc *.cpp' in (root/'MANIFEST.in').read_text()

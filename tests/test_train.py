@@ -549,3 +549,19 @@ def test_time_budget_resumes_from_the_time_spent(text, tmp_path):
     assert run['sessions'][1]['stopped'] == 'time_budget'
     second = json.loads((out/'last'/'meta.json').read_text())
     assert second['step'] > first['step'] and 2 <= second['elapsed_s'] < 2 + first['elapsed_s']
+
+
+def test_int8_eval_scores_the_rounded_weights_and_generate_int8_runs(full):
+    from llmbook.dataset import load_tokens
+    from llmbook.generate import int8_model
+    code, out, err = cli('eval', '--ckpt', full, '--json', '--bs', 3, '--int8')
+    assert code == 0, err
+    r, f32 = json.loads(out), json.loads(cli('eval', '--ckpt', full, '--json', '--bs', 3)[1])
+    model, _, cfg, _ = lck.load_checkpoint(full, 'best')
+    ref = naive_heldout(int8_model(model), load_tokens(full/'val.bin'), cfg.context_len)
+    assert r['loss'] == pytest.approx(ref, rel=1e-5) and r['loss'] != f32['loss']
+    assert r['bpb'] == pytest.approx(f32['bpb'], rel=0.01)  # int8 costs < 1%
+    a = cli('generate', '--ckpt', full, '--prompt', 'It was', '--max-new-tokens', 12, '--int8')
+    assert a[0] == 0 and a == cli('generate', '--ckpt', full, '--prompt', 'It was',
+                                  '--max-new-tokens', 12, '--int8')
+    assert a[1].startswith('It was')
