@@ -580,7 +580,11 @@ def check_pandoc_traps(root):
         for i, c in enumerate(cells(nb)):
             s = src(c)
             texts = [_prose(s)] if c['cell_type'] == 'markdown' else [re.sub(r'`[^`]*`', '', t) for t in _captions(s)]
-            if c['cell_type'] == 'code': texts += [_prose(t) for t in _markdown_outputs(c)]
+            if c['cell_type'] == 'code':
+                for t in _markdown_outputs(c):
+                    if sum(l.startswith('```') for l in t.splitlines()) % 2:
+                        probs.append(f"{nb.name} cell {i}: a code fence in the output is never closed (it swallows the page after it)")
+                    texts.append(_prose(t))
             for t in texts:
                 if c['cell_type'] == 'markdown':
                     for l in example_list_traps(t): probs.append(f"{nb.name} cell {i}: pandoc reads this line as an example list: {l.strip()[:50]!r}")

@@ -130,10 +130,10 @@ def test_the_build_copies_onnxruntime_web_beside_the_book(tmp_path):
     "Quarto's pre-render step copies the pinned onnxruntime-web into web/ort/ of the rendered project."
     import subprocess, sys, yaml
     q = yaml.safe_load((ROOT/'_quarto.yml').read_text())['project']
-    assert q['pre-render'] == 'web/copy_ort.py' and 'web/ort/*' in q['resources']
+    assert q['pre-render'] == 'sh web/copy-ort.sh' and 'web/ort/*' in q['resources']
     proj = tmp_path/'_proc'; proj.mkdir()
     (tmp_path/'web').symlink_to(WEB)   # _proc/../web is the repository's web/
-    r = subprocess.run([sys.executable, ROOT/'nbs'/'web'/'copy_ort.py'], cwd=proj,
+    r = subprocess.run(['sh', ROOT/'nbs'/'web'/'copy-ort.sh'], cwd=proj,
                        capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == '', r.stderr
     dist = WEB/'node_modules'/'onnxruntime-web'/'dist'
