@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SIZES', 'BASE', 'size_config', 'nonemb_params', 'subset', 'make_trainer', 'run_one', 'plan', 'noise_plan',
-           'isoflop_plan', 'sweep', 'sweep_to', 'sweep_cli', 'read_sweep', 'law', 'fit_law', 'compute_optimal',
-           'effective_tokens', 'frontier']
+           'isoflop_plan', 'sweep', 'sweep_to', 'sweep_cli', 'read_sweep', 'law', 'fit_law', 'law_start',
+           'bootstrap_law', 'compute_optimal', 'optimum', 'effective_tokens', 'frontier']
 
 # %% ../nbs/14_scaling.ipynb #bf05ea80
 import json, math, time
@@ -249,25 +249,52 @@ def law(p:dict, # E, A, B, alpha, beta
 
 def fit_law(N, D, L, # parameters, tokens seen, held-out loss (nats)
             delta:float=1e-3, # Huber threshold on log loss (Hoffmann et al.)
+            E:float|None=None, # hold E at this value (None: fit it too)
+            starts:list|None=None, # (log A, log B, log E, alpha, beta) to
+                                   # start from; None: a grid of them
            ) -> dict:
     "Fit `law` as Hoffmann et al. (2022): Huber on log L, L-BFGS, many starts."
     x = [torch.tensor(np.log(np.asarray(v, float))) for v in (N, D, L)]
     logN, logD, logL = x
     def loss(q):  # q = (log A, log B, log E, alpha, beta)
-        pred = torch.logsumexp(torch.stack([q[0] - q[3] * logN,
-            q[1] - q[4] * logD, q[2].expand_as(logN)]), 0)
+        t = [q[0] - q[3] * logN, q[1] - q[4] * logD]
+        if E is None: t.append(q[2].expand_as(logN))
+        elif E > 0: t.append(torch.full_like(logN, math.log(E)))
+        pred = torch.logsumexp(torch.stack(t), 0)
         return F.huber_loss(pred, logL, delta=delta, reduction='sum')
+    if starts is None:
+        starts = [(a, a, e, al, be) for a in (0., 5., 10.)
+                  for e in ((-1., 0., 1.) if E is None else (0.,))
+                  for al in (0.3, 0.8) for be in (0.3, 0.8)]
     best = (math.inf, None)
-    for a in (0., 5., 10.):
-        for e in (-1., 0., 1.):
-            for al in (0.3, 0.8):
-                for be in (0.3, 0.8):
-                    q = torch.tensor([a, a, e, al, be], dtype=torch.float64,
-                                     requires_grad=True)
-                    best = min(best, _lbfgs(loss, q), key=lambda t: t[0])
+    for s in starts:
+        q = torch.tensor(s, dtype=torch.float64, requires_grad=True)
+        best = min(best, _lbfgs(loss, q), key=lambda t: t[0])
     q = best[1]
-    return dict(E=math.exp(q[2]), A=math.exp(q[0]), B=math.exp(q[1]),
-                alpha=q[3], beta=q[4], objective=best[0])
+    return dict(E=math.exp(q[2]) if E is None else E, A=math.exp(q[0]),
+                B=math.exp(q[1]), alpha=q[3], beta=q[4], objective=best[0])
+
+def law_start(p:dict, # a fitted `law`
+             ) -> tuple:
+    "`p` as a starting point for `fit_law`."
+    return (math.log(p['A']), math.log(p['B']), math.log(max(p['E'], 1e-6)),
+            p['alpha'], p['beta'])
+
+def bootstrap_law(N, D, L, # the runs, as for `fit_law`
+                  n:int, # resamples
+                  seed:int=0, # of the resampling
+                  **kw, # more `fit_law` arguments, e.g. E
+                 ) -> list[dict]:
+    "Fits of `law` to `n` resamples of the runs, drawn with replacement."
+    N, D, L = (np.asarray(v, float) for v in (N, D, L))
+    p = fit_law(N, D, L, **kw)
+    starts = [law_start(p), law_start(p | dict(E=1.0))]  # E: two guesses
+    g = np.random.default_rng(seed)
+    fits = []
+    for _ in range(n):
+        i = g.integers(len(N), size=len(N))
+        fits.append(fit_law(N[i], D[i], L[i], starts=starts, **kw))
+    return fits
 
 def _lbfgs(loss, q:torch.Tensor, steps:int=300) -> tuple[float, list]:
     "Minimise `loss(q)` from `q`; `(final loss, q as floats)`."
@@ -288,6 +315,16 @@ def compute_optimal(p:dict, # a fitted `law`
     G = (a * p['A'] / (b * p['B'])) ** (1 / (a + b))  # Hoffmann et al. eq. 4
     N = G * (C / 6) ** (b / (a + b))
     return N, C / (6 * N)
+
+def optimum(p:dict, # a fitted `law`
+            C:float, # training FLOPs
+            cost=lambda N: 6 * N, # FLOPs per token of a model with N
+           ) -> tuple[float, float]:
+    "`(N, D)` minimising `law(p, N, D)` with D = C / cost(N), by search."
+    Ns = np.logspace(2, 10, 8001)
+    i = np.argmin(law(p, Ns, C / cost(Ns)))
+    return Ns[i], C / cost(Ns[i])
+
 
 # %% ../nbs/14_scaling.ipynb #41730026
 def effective_tokens(unique:float, # U: unique tokens
