@@ -283,12 +283,15 @@ def law_start(p:dict, # a fitted `law`
 def bootstrap_law(N, D, L, # the runs, as for `fit_law`
                   n:int, # resamples
                   seed:int=0, # of the resampling
+                  starts:list|None=None, # for each fit (None: the full
+                                         # fit's, and it with E = 1)
                   **kw, # more `fit_law` arguments, e.g. E
                  ) -> list[dict]:
     "Fits of `law` to `n` resamples of the runs, drawn with replacement."
     N, D, L = (np.asarray(v, float) for v in (N, D, L))
-    p = fit_law(N, D, L, **kw)
-    starts = [law_start(p), law_start(p | dict(E=1.0))]  # E: two guesses
+    if starts is None:
+        p = fit_law(N, D, L, **kw)
+        starts = [law_start(p), law_start(p | dict(E=1.0))]
     g = np.random.default_rng(seed)
     fits = []
     for _ in range(n):
