@@ -66,25 +66,21 @@ def test_resume_keeps_finished_runs(text, tmp_path):
     assert code == 1 and 'no interrupted sweep' in err
 
 
-def test_committed_sweep_reproduces_its_first_steps():
-    "Re-train the first steps of two committed runs (a grid run, a 1/8 run); match the log."
+def _first_steps_match(runs):
+    "Re-train the first steps of each committed run in `runs`; match its logged curve."
     import torch
     from llmbook.core import set_threads
     from llmbook.data import load_austen, train_val_split
     from llmbook.tokenizer import BPETokenizer
-    meta, recs = ls.read_sweep(ROOT/'runs'/'scaling')
-    assert meta['git_commit'] and isinstance(meta['git_dirty'], bool)
-    assert meta['command'].startswith('llmbook sweep')
-    assert meta['hardware']['torch threads'] == 1
     base = ls.BASE
     texts = load_austen()
     tok = BPETokenizer.train(train_val_split(texts, base.val_frac)[0], base.vocab_size)
     old = torch.get_num_threads()
     set_threads(1)
     try:
-        for r in (recs[0], next(r for r in recs if r['axis'] == 'size')):
+        for r in runs:
             spec = {k: r[k] for k in ('axis', 'size', 'steps', 'frac', 'dropout',
-                                      'weight_decay', 'patience') if k in r}
+                                      'weight_decay', 'patience', 'seed') if k in r}
             ref = r['curve'][:3]  # step 0 and the first two evaluations
             t = ls.make_trainer(spec, texts, tok, base, stop_after=ref[-1][0]).fit()
             assert len(t.train_ids) == r['unique_tokens']
@@ -96,3 +92,31 @@ def test_committed_sweep_reproduces_its_first_steps():
                     if b is not None: assert a == pytest.approx(b, rel=1e-4, abs=1e-4), (r['size'], g, c)
     finally:
         set_threads(old)
+
+
+def _check_meta(meta):
+    assert meta['git_commit'] and isinstance(meta['git_dirty'], bool)
+    assert meta['hardware']['torch threads'] == 1
+
+
+def test_committed_sweep_reproduces_its_first_steps():
+    "Re-train the first steps of two committed runs (a grid run, a 1/8 run); match the log."
+    meta, recs = ls.read_sweep(ROOT/'runs'/'scaling')
+    _check_meta(meta)
+    assert meta['command'].startswith('llmbook sweep')
+    _first_steps_match([recs[0], next(r for r in recs if r['axis'] == 'size')])
+
+
+def test_seed_and_isoflop_logs_reproduce_their_first_steps():
+    "The seed replicates and the isoFLOP runs (issue #23): their plans are today's, from a clean"
+    "commit, and the first steps of a seeded run and of an isoFLOP run match their logs."
+    m_s, seeds = ls.read_sweep(ROOT/'runs'/'scaling'/'seeds')
+    m_i, iso = ls.read_sweep(ROOT/'runs'/'scaling'/'isoflop')
+    for m in (m_s, m_i):
+        _check_meta(m)
+        assert m['git_dirty'] is False and 'sweep_to(' in m['command']
+    assert m_s['plan'] == json.loads(json.dumps(ls.noise_plan()))
+    assert m_i['plan'] == json.loads(json.dumps(ls.isoflop_plan(3e11)))
+    assert [r['seed'] for r in seeds] == [r['seed'] for r in ls.noise_plan()]
+    assert all(r['flops'] == pytest.approx(3e11, rel=0.01) for r in iso)
+    _first_steps_match([seeds[0], iso[2]])
