@@ -6,6 +6,11 @@ Runs every cell (but `#| eval: false` ones) in a fresh IPython shell from inside
 resolve), without IN_TEST, stops at the first error, writes the outputs into the
 notebook and runs nbdev_clean on it. Outputs must be seeded and free of timings that
 churn: diff the notebook afterwards and read what changed.
+
+On a CPU with AVX-512, PyTorch's default kernels round differently from the AVX2
+ones the committed runs were made with: set ATEN_CPU_CAPABILITY=avx2 to retrain
+runs/austen-tiny to its logged numbers, and to execute the chapters that fine-tune
+it (06, 12, 13, 19, 20, 21) as they were stored.
 """
 import os, re, subprocess, sys, time
 from pathlib import Path

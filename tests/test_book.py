@@ -274,9 +274,12 @@ def test_lint_catches_pandoc_traps(book):
     _add_cell(book/'nbs'/'01_core.ipynb', '#| fig-cap: "With --nproc 2."\nfig', 'code')
     out = [{'output_type': 'display_data', 'metadata': {}, 'data': {'text/markdown': '- `--x`: after --y'}}]
     _add_cell(book/'nbs'/'01_core.ipynb', 'md', 'code', out)
+    fence = [{'output_type': 'stream', 'name': 'stdout', 'text': ['```js\nf()}```\n']}]
+    _add_cell(book/'nbs'/'01_core.ipynb', '#| output: asis\nprint(src)', 'code', fence)
     probs = [p for p in bl.check_pandoc_traps(book) if p.startswith('01_core')]
     assert sum('example list' in p for p in probs) == 2
     assert sum("'--'" in p for p in probs) == 3
+    assert sum('never closed' in p for p in probs) == 1
 
 
 def test_lint_catches_raw_notation_in_captions(book):
