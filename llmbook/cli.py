@@ -289,18 +289,20 @@ def _generate(p):
     p.add_argument('--seed', type=NONNEG, default=0, help='sampling seed')
     p.add_argument('--device', type=_device, default='cpu',
                    help='cpu, cuda, mps or auto')
+    p.add_argument('--int8', action='store_true', help='int8 weights, one '
+                   'scale per output row')
     def run(a):
         import torch
-        from llmbook.generate import generate
+        from llmbook.generate import generate_fast
         model, tok, *_ = load_gpt(a.ckpt, 'best', a.device, 'generate')
         ids = _prompt_ids(tok, a.prompt)
         dev = next(model.parameters()).device
         g = torch.Generator(device=dev).manual_seed(a.seed)
         print(a.prompt, end='', flush=True)
         show, end = _printer(tok)
-        generate(model, torch.tensor([ids], device=dev), a.max_new_tokens,
-                 a.temperature, a.top_k or None, a.top_p, generator=g,
-                 on_token=show)
+        generate_fast(model, torch.tensor([ids], device=dev),
+                      a.max_new_tokens, a.temperature, a.top_k or None,
+                      a.top_p, generator=g, int8=a.int8, on_token=show)
         end()
     return run
 
@@ -322,6 +324,8 @@ def _eval(p):
                    help='cpu, cuda, mps or auto')
     p.add_argument('--threads', type=POS, help='torch CPU threads')
     p.add_argument('--json', action='store_true', help='print JSON')
+    p.add_argument('--int8', action='store_true', help='score with the '
+                   'linear weights rounded to int8 (as generate --int8)')
     def run(a):
         from llmbook.core import set_threads
         from llmbook.train import run_texts
@@ -329,6 +333,9 @@ def _eval(p):
         if a.threads: set_threads(a.threads)
         texts = run_texts(a.text, a.clean)[0] if a.text else None
         model, tok, cfg, st = load_gpt(a.ckpt, a.which, a.device, 'eval')
+        if a.int8:
+            from llmbook.generate import int8_model
+            model = int8_model(model)
         r = dict(checkpoint=str(st['path']), step=st['step']) | score_model(
             model, tok, cfg, st['path'].parent, texts, a.bs)
         print(json.dumps(r, indent=1) if a.json else eval_line(r))
