@@ -411,7 +411,7 @@ def _export_web(p):
                    help='replace OUT if it holds an earlier bundle')
     def run(a):
         import onnx, onnxscript, onnxruntime  # missing: one line
-        from llmbook.train import find_checkpoint
+        from llmbook.checkpoint import find_checkpoint
         from llmbook.web import check_web_out, export_web
         check_web_out(a.out, a.force)  # before anything is read
         model, tok, *_ = load_gpt(a.run_path, a.which, 'cpu', 'export-web')
@@ -450,10 +450,12 @@ def chapter_titles(nbs:Path|str) -> dict:
                 out[m.group(2)] = m.group(1)
     return out
 
-def _md_cell(src:str, titles:dict={}) -> str:
+def _md_cell(src:str, titles:dict|None=None, # chapter label -> title
+            ) -> str:
     "Markdown for GitHub: drop Quarto-only labels, classes and callout fences."
     src = re.sub(r'\s*\{#(sec|fig|tbl)-[\w-]+\}', '', src)
     src = re.sub(r'\s*\{(\.unnumbered|-)\}', '', src)
+    titles = titles or {}
     name = lambda m: (f'*{titles[m.group(1)]}*' if m.group(1) in titles
                       else m.group(1)[4:].replace('-', ' '))  # @sec-x
     src = re.sub(r'@(sec-[\w-]+)', name, src)

@@ -95,53 +95,7 @@ def export_onnx(model:GPT, # the model to write
     finally:
         for b, e in zip(model.blocks, explicit): b.attn.explicit = e
 
-# %% ../nbs/C_web.ipynb #ad968269
-def _quiet_export(*args, **kw):
-    "torch.onnx.export without its warnings and log lines."
-    log = logging.getLogger('torch.onnx')
-    lvl = log.level; log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            return torch.onnx.export(*args, **kw)
-    finally: log.setLevel(lvl)
-
-def export_onnx(model:GPT, # the model to write
-                path:Path|str): # the .onnx file
-    "Write the prefill/step graph with dynamic T and P, weights inside."
-    c, step = model.cfg, WebStep(model).eval()
-    T = torch.export.Dim('T', min=1, max=c.context_len)
-    P = torch.export.Dim('P', min=0, max=c.context_len - 1)
-    example = (torch.zeros(1, 3, dtype=torch.long),  # sizes 0 and 1 would
-               torch.zeros(c.n_layer, 2, c.n_kv_head, 5, c.head_dim))  # fix
-    explicit = [b.attn.explicit for b in model.blocks]
-    for b in model.blocks: b.attn.explicit = True  # one attention path
-    try:
-        _quiet_export(step, example, str(path), dynamo=True, optimize=False,
-            input_names=['idx', 'past'], output_names=['logits', 'present'],
-            dynamic_shapes={'idx': {1: T}, 'past': {3: P}},
-            external_data=False, verbose=False)
-    finally:
-        for b, e in zip(model.blocks, explicit): b.attn.explicit = e
-
 # %% ../nbs/C_web.ipynb #c1e5f15e
-def ort_session(path:Path|str): # the .onnx file
-    "An onnxruntime session on one thread, as the page runs it."
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    so.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), so)
-
-def ort_step(sess, ids:list[int], past:np.ndarray|None,
-             cfg:GPTConfig) -> tuple[np.ndarray, np.ndarray]:
-    "Logits (T, V) of `ids` after `past` (None: none), and the new cache."
-    if past is None: past = empty_past(cfg).numpy()
-    logits, present = sess.run(None, {'idx': np.array([ids], np.int64),
-                                      'past': past})
-    return logits[0], present
-
-# %% ../nbs/C_web.ipynb #1b9c9ec2
 def ort_session(path:Path|str): # the .onnx file
     "An onnxruntime session on one thread, as the page runs it."
     import onnxruntime as ort
@@ -172,20 +126,6 @@ def ort_generate(sess, cfg:GPTConfig, ids:list[int], n:int) -> list[int]:
     return out
 
 # %% ../nbs/C_web.ipynb #1d3901ba
-def js_pattern(pattern:str) -> str:
-    "The pre-split regex for JavaScript: `++` (possessive) becomes `+`."
-    if '(?>' in pattern or '*+' in pattern or '?+' in pattern:
-        raise ValueError("the tokenizer's pattern uses regex features that "
-                         "JavaScript lacks; the web export supports GPT-2's")
-    return pattern.replace('++', '+')
-
-def tokenizer_spec(tok:BPETokenizer) -> dict:
-    "What the page needs to encode and decode: pattern, bytes, merges."
-    return dict(format='llmbook-bpe-json 1', pattern=js_pattern(tok.pattern),
-                bytes=list(tok.byte_order), merges=tok.merges,
-                specials=tok.specials)
-
-# %% ../nbs/C_web.ipynb #0d3db6c8
 def js_pattern(pattern:str) -> str:
     "The pre-split regex for JavaScript: `++` (possessive) becomes `+`."
     if '(?>' in pattern or '*+' in pattern or '?+' in pattern:

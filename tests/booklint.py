@@ -636,3 +636,19 @@ def _settings(root):
 
 ALL_CHECKS += [check_figure_width, check_figure_fonts, check_chapter_numbers, check_pandoc_traps,
                check_captions, check_typography]
+
+
+def check_duplicate_cells(root):
+    "No code cell repeats an earlier one word for word (a pasted cell defines, prints and tests twice)."
+    probs = []
+    for nb in notebooks(root):
+        seen = {}
+        for i, c in enumerate(cells(nb)):
+            s = src(c).strip()
+            if c['cell_type'] != 'code' or len(s.splitlines()) < 3: continue
+            if s in seen: probs.append(f"{nb.name} cell {i} repeats cell {seen[s]}")
+            else: seen[s] = i
+    return probs
+
+
+ALL_CHECKS += [check_duplicate_cells]

@@ -297,3 +297,10 @@ def test_lint_catches_missing_typography_settings(book):
     probs = bl.check_typography(book)
     assert any('latex-min-runs' in p for p in probs) and any('noenddot' in p for p in probs)
     assert not any('add_links' in p for p in probs)
+
+
+def test_lint_catches_a_pasted_cell(book):
+    cell = '#| exports\ndef f(x):\n    "Twice."\n    return x'
+    for _ in range(2): _add_cell(book/'nbs'/'01_core.ipynb', cell, 'code')
+    probs = bl.check_duplicate_cells(book)
+    assert len(probs) == 1 and probs[0].startswith('01_core.ipynb')
