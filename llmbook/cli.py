@@ -227,9 +227,9 @@ def _ablate(p):
     return run
 
 # %% ../nbs/D_cli.ipynb #d81f29aa
-@command('speedrun', 'time one fresh llmbook train against the clock, '
-         'score it and log it', 'llmbook speedrun 09-try --change "bs=32" '
-         '--set bs=32')
+@command('speedrun', 'run an attempt as a set of seeded runs, against the '
+         'clock or on a fixed FLOP budget; score and log each run',
+         'llmbook speedrun 13-wider --change "d_model 160" --set d_model=160')
 def _speedrun(p):
     p.add_argument('name', help="the attempt's name: its folder in --log")
     p.add_argument('--change', required=True, help='what the attempt changes')
@@ -239,13 +239,30 @@ def _speedrun(p):
                    help='what llmbook train starts from')
     p.add_argument('--set', nargs='+', action='extend', metavar='KEY=VALUE',
                    help='override preset fields, e.g. --set bs=32')
+    p.add_argument('--seeds', type=POS, default=5,
+                   help='runs in the set (a record needs 5)')
+    p.add_argument('--first-seed', type=NONNEG, default=1,
+                   help='seed of the first run; the others follow it')
+    p.add_argument('--flops', type=_num(float, 0, open_lo=True), nargs='?',
+                   const=3.6e12, metavar='F', help='the portable track: '
+                   'F model training FLOPs per run (3.6e12 if F is left '
+                   'out); without it, the clock track')
     p.add_argument('--threads', type=POS, help='torch CPU threads')
+    p.add_argument('--code', metavar='DIR', help='run the attempt from '
+                   'another llmbook checkout, e.g. a worktree of an old commit')
+    p.add_argument('--no-calibrate', action='store_true',
+                   help='skip measuring the machine first')
     p.add_argument('--force', action='store_true',
-                   help='replace an attempt of the same name')
+                   help='replace logged runs of the same name and seed')
     def run(a):
-        from llmbook.speedrun import speedrun, record_line
-        print(record_line(speedrun(a.name, a.change, a.log, a.preset, a.set,
-                                   a.threads, a.force)))
+        from llmbook.speedrun import speedrun_set
+        if a.code and not (Path(a.code)/'llmbook'/'cli.py').is_file():
+            raise ValueError(f"--code {a.code}: not an llmbook checkout (no "
+                             "llmbook/cli.py in it); give the repository root")
+        speedrun_set(a.name, a.change, a.seeds, a.first_seed, a.log,
+                     not a.no_calibrate, print, preset=a.preset, sets=a.set,
+                     threads=a.threads, force=a.force, flops=a.flops,
+                     code=a.code)
     return run
 
 # %% ../nbs/D_cli.ipynb #b341a1d0
