@@ -38,7 +38,7 @@ def test_nbdev_reads_the_top_level_quarto_yml():
 def test_index_and_appendix_order():
     files = bl.quarto_files(ROOT)
     assert files[0] == 'index.ipynb'
-    assert files[-1] == 'D_cli.ipynb'
+    assert files[-2:] == ['D_cli.ipynb', 'E_repro.ipynb']
 
 
 @pytest.fixture
