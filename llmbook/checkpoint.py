@@ -6,7 +6,8 @@
 __all__ = ['CKPT_FORMATS', 'CKPT_FILES', 'FIX', 'RUN_KINDS', 'RUN_FILES', 'LOCK', 'RESUME_MAY_CHANGE', 'TrainConfig',
            'model_config', 'config_from_dict', 'parse_overrides', 'save_checkpoint', 'find_checkpoint', 'reading',
            'load_checkpoint', 'hardware', 'provenance', 'run_kind', 'check_out_dir', 'clear_run', 'RunInUse', 'RunLock',
-           'claim_run', 'heldout_tokens', 'score_model', 'eval_checkpoint', 'eval_line']
+           'claim_run', 'attempt_dir', 'forward_signals', 'sigterm_unwinds', 'heldout_tokens', 'score_model',
+           'eval_checkpoint', 'eval_line']
 
 # %% ../nbs/11_checkpoint.ipynb #ce5c7f42
 import fcntl, json, math, os, re, shutil, subprocess, tempfile
@@ -396,7 +397,7 @@ def _fmt(ck:Path) -> str|None:
     return m.get('format') if isinstance(m, dict) else None
 
 def run_kind(path:Path|str) -> str|None:
-    "Which `RUN_KINDS` entry folder `path` is: 'checkpoint', 'other' or None."
+    "Which `RUN_KINDS` entry folder `path` is, 'checkpoint', or None."
     p = Path(path)
     if not p.is_dir(): return None
     for k in ('sweep', 'ablation', 'speedrun'):
@@ -404,8 +405,9 @@ def run_kind(path:Path|str) -> str|None:
     if (p/'meta.json').is_file(): return 'checkpoint'
     fmts = {_fmt(p/n) for n in ('last', 'best', '.last.old', '.best.old')}
     if 'llmbook-finetune 1' in fmts: return 'finetune'
-    if 'llmbook-ckpt 1' in fmts or (p/'data.json').is_file(): return 'train'
-    if (p/'run.json').exists() or (p/'metrics.jsonl').exists(): return 'other'
+    if 'llmbook-ckpt 1' in fmts or all((p/n).is_file() for n in
+                                       ('data.json', 'train.bin')):
+        return 'train'  # a run with a checkpoint, or with its data written
     return None
 
 def _holds(p:Path, kind:str) -> str:
@@ -419,7 +421,8 @@ def _holds(p:Path, kind:str) -> str:
                 f" it with `llmbook finetune {t} --out {p} --resume`)")
     how = dict(train='llmbook train', sweep='llmbook sweep',
                ablation='llmbook ablate', speedrun='llmbook speedrun',
-               checkpoint='a checkpoint', other='unreadable run.json')
+               checkpoint='a checkpoint, not a run folder')
+    if kind == 'checkpoint': return how[kind]
     return f"{'an' if kind[0] in 'ao' else 'a'} {kind} run ({how[kind]})"
 
 def check_out_dir(out:Path|str, # the run folder
@@ -456,7 +459,9 @@ def check_out_dir(out:Path|str, # the run folder
             f"llmbook run ({', '.join(other[:3])}); llmbook writes only into "
             f"a new or empty folder or its own run; {fix}")
     elif not (resume or force):
-        raise FileExistsError(f"{out} already holds a run; add --resume to "
+        what = 'a run' if kind in ('train', 'finetune') else \
+            f"{'an' if kind[0] in 'ao' else 'a'} {kind}"
+        raise FileExistsError(f"{out} already holds {what}; add --resume to "
                               "continue it or --force to start again")
     return has
 
@@ -521,6 +526,59 @@ def claim_run(out:Path|str, # the run folder to write
             clear_run(out, kind)
     except BaseException: lock.release(); raise
     return lock
+
+def attempt_dir(log:Path|str, # a log folder of attempts (speedrun)
+                name:str, # an attempt's name: its folder in `log`
+                force:bool=False, # may it replace a train run there?
+               ) -> Path:
+    "`log/name`, for a plain `name` that stays inside `log`; checked."
+    if (not name or name.startswith('.') or Path(name).name != name
+            or '/' in name or '\\' in name):
+        raise ValueError(f"attempt name {name!r} is not allowed: use a plain "
+                         "folder name such as 09-bs32 (no '/', no leading "
+                         "'.'), which stays inside the log folder")
+    out = Path(log)/name
+    if (out.exists() or out.is_symlink()) and not force:
+        raise FileExistsError(f"{out} already exists; choose another name "
+                              "or pass --force to replace its run")
+    check_out_dir(out, False, force, 'train')  # only a train run, if forced
+    return out
+
+def _children() -> list[int]:
+    "Process ids of this process's children (Linux; elsewhere none)."
+    kids = []
+    for t in Path('/proc/self/task').glob('*/children'):
+        try: kids += [int(x) for x in t.read_text().split()]
+        except OSError: pass
+    return kids
+
+@contextmanager
+def forward_signals(got:list|None=None, # the signals received, appended
+                   ):
+    "Inside, SIGTERM is passed on to our child processes (and noted)."
+    import signal, threading
+    got = [] if got is None else got
+    if threading.current_thread() is not threading.main_thread():
+        yield got; return
+    def handler(sig, frame):
+        got.append(signal.Signals(sig))
+        for pid in _children():
+            try: os.kill(pid, sig)
+            except ProcessLookupError: pass
+    old = signal.signal(signal.SIGTERM, handler)
+    try: yield got
+    finally: signal.signal(signal.SIGTERM, old)
+
+@contextmanager
+def sigterm_unwinds():
+    "Inside, SIGTERM exits (143) through every `finally`: files get closed."
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread():
+        yield; return
+    def handler(sig, frame): raise SystemExit(128 + sig)
+    old = signal.signal(signal.SIGTERM, handler)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
 
 # %% ../nbs/11_checkpoint.ipynb #4b0bf8cc
 def _texts_digest(texts:dict[str, str]) -> str:

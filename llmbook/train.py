@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['VARIANTS', 'ABLATION', 'PRESETS', 'TrainingDiverged', 'prepare_data', 'Trainer', 'sigint_flag', 'fit', 'read_jsonl',
            'plot_metrics', 'train', 'variant', 'ablate', 'ablate_cli', 'read_ablation', 'get_preset', 'preset_table',
-           'run_texts', 'train_cli']
+           'run_texts', 'busy_warning', 'train_cli']
 
 # %% ../nbs/12_train.ipynb #5a3dffbd
-import json, math, shutil, signal, sys, time
+import json, math, os, shutil, signal, sys, time
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -94,9 +94,10 @@ class Trainer:
         self._sigints = []  # Ctrl-Cs seen by `sigint_flag`
         self.best_val, self.best_step, self.best_state = math.inf, None, None
         self.resumed, self.saved_state, self._last_saved = resume, None, None
+        self._lock = None  # the run folder's writer lock (main rank)
         if self.out and self.st.is_main:
-            check_out_dir(self.out, resume, force)
-            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock = claim_run(self.out, 'train', resume, force,
+                                   what=command or 'llmbook.train.Trainer')
         self.st.barrier()
         self.changed, self.resumed_from = {}, None  # recorded in run.json
         self.session = session or {}
@@ -106,7 +107,7 @@ class Trainer:
             self._build()
         except BaseException:  # a new run that cannot start leaves no files
             if not resume: self._discard()
-            raise
+            self._unlock(); raise
 
 # %% ../nbs/12_train.ipynb #0c24a523
 def _discard(self:Trainer):
@@ -117,8 +118,14 @@ def _discard(self:Trainer):
         if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
         else: p.unlink(missing_ok=True)
     for n in ('last', 'best'): _clean_temps(self.out/n)
+    self._unlock()
     if not any(self.out.iterdir()): self.out.rmdir()
 Trainer._discard = _discard
+
+def _unlock(self:Trainer):
+    "Let go of the run folder: another process may write it now."
+    if self._lock is not None: self._lock.release(); self._lock = None
+Trainer._unlock = _unlock
 
 def _new(self:Trainer, texts, tokenizer, model=None):
     "Fresh run: prepare the data (main rank), seed, initialise the model."
@@ -348,6 +355,8 @@ Trainer._stop_reason = _stop_reason
 # %% ../nbs/12_train.ipynb #0f093d91
 def fit(self:Trainer) -> Trainer:
     "Run the loop to `cfg.steps` (or an interruption); return self."
+    if self.out and self.st.is_main and self._lock is None:  # fit again
+        self._lock = RunLock(self.out, self.command or 'llmbook.train')
     t0, start, bar = time.time(), self.step, self._bar()
     self._clock = time.perf_counter() - self.elapsed0  # see _elapsed
     self._time_up = False
@@ -369,7 +378,8 @@ def fit(self:Trainer) -> Trainer:
         self.stopped = 'diverged'; raise
     finally:
         if bar is not None: bar.close()
-        self._finish(t0, start)
+        try: self._finish(t0, start)
+        finally: self._unlock()
     return self
 Trainer.fit = fit
 
@@ -622,6 +632,10 @@ def run_texts(paths:list[str]|None, # --text files/folders (None: Austen)
     texts, done = {}, {}
     for p in paths:
         t, d = load_texts_as(p, how)
+        if dup := sorted(set(t) & set(texts)):
+            raise ValueError(f"two --text files are both called {dup[0]!r} "
+                             f"(one in {p}); rename one, or pass the folder "
+                             "that holds both")
         texts |= t; done |= d
     return texts, done
 
@@ -647,6 +661,17 @@ def _final_eval(out:Path, device:str|None):
     run['eval'] = r
     with atomic_write(out/'run.json', 'w') as f: json.dump(run, f, indent=1)
 
+def busy_warning(threads:int, # the threads training will use
+                ) -> str|None:
+    "A warning when other work already keeps this machine's cores busy."
+    try: load = os.getloadavg()[0]  # processes running or waiting, 1 min
+    except (AttributeError, OSError): return None  # not on this system
+    n = os.cpu_count() or 1
+    if load + threads <= n + 0.5: return None
+    return (f"warning: this machine is busy (load {load:.1f} on {n} cores); "
+            f"{threads} training threads will compete for the cores and run "
+            "slowly: stop the other work, or train with fewer --threads")
+
 def train_cli(a, # parsed `llmbook train` arguments
               strategy=None, # e.g. parallel's DDPStrategy (None: one process)
              ) -> int:
@@ -664,7 +689,11 @@ def train_cli(a, # parsed `llmbook train` arguments
                 force=a.force, strategy=strategy, device=a.device,
                 stop_after=a.stop_after, progress=not a.quiet,
                 command=_command(a),
-                session=done and dict(cleaning=done)).fit()
+                session=done and dict(cleaning=done))
+    if not a.quiet and t.st.is_main and t.st.device.type == 'cpu' and \
+            (w := busy_warning(torch.get_num_threads())):
+        print(w, file=sys.stderr)
+    t.fit()
     if t.st.is_main:
         print(f"step {t.step}/{cfg.steps}: best val loss {t.best_val:.4f} "
               f"at step {t.best_step}; run in {out}")
@@ -674,8 +703,9 @@ def train_cli(a, # parsed `llmbook train` arguments
                      f"{ev[-1]['val_loss']:.4f}, perplexity "
                      f"{ev[-1]['val_ppl']:.2f}, {ev[-1]['val_bpb']:.4f} "
                      "bits per byte")
-        if (out/'best').exists() and not getattr(a, 'no_eval', False):
-            _final_eval(out, a.device)
+        if (out/'best').exists() and not (getattr(a, 'no_eval', False)
+                                          or t.interrupted):  # exit now
+            with RunLock(out, _command(a)): _final_eval(out, a.device)
     if t.interrupted:
         sig = t._sigints[0]
         why = ('interrupted' if sig == signal.SIGINT
