@@ -484,7 +484,7 @@ class RunLock:
     def __init__(self, out:Path|str, # an existing folder
                  what:str='', # the command, shown to a second writer
                 ):
-        self.path, self.fd = Path(out)/LOCK, None
+        self.path, self.fd, self.made = Path(out)/LOCK, None, False
         while self.fd is None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -519,8 +519,10 @@ def claim_run(out:Path|str, # the run folder to write
     "Check `out` is ours, create and lock it, clear an old run if asked."
     out = Path(out)
     check_out_dir(out, resume, force, kind, keep)  # before writing anything
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     lock = RunLock(out, what)
+    lock.made = made  # a failed new run removes the folder only if it made it
     try:
         if check_out_dir(out, resume, force, kind, keep) and force:
             clear_run(out, kind)

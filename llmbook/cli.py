@@ -59,6 +59,9 @@ def _env(p):
     def run(a):
         from llmbook.core import env_info
         info = env_info()
+        try: info['load (1, 5, 15 min)'] = ' '.join(f'{x:.2f}' for x in
+                                                    os.getloadavg())
+        except (AttributeError, OSError): pass  # not on this system
         if a.json: return print(json.dumps(info, indent=1))
         w = max(map(len, info))
         for k, v in info.items(): print(f"{k:<{w}}  {v}")
@@ -133,10 +136,12 @@ def _rank_argv(argv:list[str]) -> list[str]:
 def relaunch(a:argparse.Namespace) -> int:
     "Run this command again in every rank of a torchrun job; its exit code."
     from llmbook.parallel import torchrun_cmd
+    from llmbook.checkpoint import forward_signals
     cmd = torchrun_cmd(['-m', 'llmbook.cli', *_rank_argv(a.argv)], a.nproc,
                        nnodes=a.nnodes, node_rank=a.node_rank,
                        rdzv_endpoint=a.rdzv_endpoint)
-    return subprocess.call(cmd)
+    with forward_signals():  # SIGTERM reaches torchrun, which stops the ranks
+        return subprocess.call(cmd)
 
 def _rank_strategy(a:argparse.Namespace):
     "--strategy in a torchrun job (gloo for --device cpu), else None."
@@ -243,9 +248,29 @@ def _speedrun(p):
     p.add_argument('--force', action='store_true',
                    help='replace an attempt of the same name')
     def run(a):
+        from llmbook.checkpoint import attempt_dir, forward_signals, RunLock
         from llmbook.speedrun import speedrun, record_line
-        print(record_line(speedrun(a.name, a.change, a.log, a.preset, a.set,
-                                   a.threads, a.force)))
+        from llmbook.train import read_jsonl
+        log, recs = Path(a.log), Path(a.log)/'records.jsonl'
+        logged = {r.get('name') for r in read_jsonl(recs) if isinstance(r,
+                  dict)} if recs.is_file() else set()  # speedrun says why
+        attempt_dir(log, a.name, a.force or a.name in logged)
+        made = not log.exists()
+        log.mkdir(parents=True, exist_ok=True)
+        try:
+            with RunLock(log, 'llmbook speedrun ' + a.name), \
+                    forward_signals() as got:
+                try: r = speedrun(a.name, a.change, a.log, a.preset, a.set,
+                                  a.threads, a.force)
+                except (RuntimeError, KeyError) as e:
+                    if got: sys.exit(128 + got[0])  # the attempt saved last
+                    why = (f"{log/'records.jsonl'} has a record without "
+                           f"{e}; fix or remove that line"
+                           if isinstance(e, KeyError) else str(e))
+                    raise ValueError(why) from None
+        finally:
+            if made and not any(log.iterdir()): log.rmdir()
+        print(record_line(r))
     return run
 
 # %% ../nbs/D_cli.ipynb #b341a1d0
@@ -267,8 +292,12 @@ def _sweep(p):
     p.add_argument('--resume', action='store_true', help='keep the finished '
                    'runs of an interrupted sweep in --out, run the rest')
     def run(a):
+        from llmbook.checkpoint import claim_run, run_kind, sigterm_unwinds
         from llmbook.scaling import sweep_cli
-        sweep_cli(a)
+        if a.resume and run_kind(a.out) is None: return sweep_cli(a)  # why
+        with claim_run(a.out, 'sweep', a.resume, a.force, what=
+                       'llmbook sweep'), sigterm_unwinds():
+            sweep_cli(a)  # the log is closed, not cut, by a SIGTERM
     return run
 
 # %% ../nbs/D_cli.ipynb #4e1b6efd
@@ -508,6 +537,9 @@ def _readme(p):
     p.add_argument('--check', action='store_true',
                    help='fail if the file differs instead of writing it')
     def run(a):
+        if not (Path(a.nb).is_file() and Path('settings.ini').is_file()):
+            raise FileNotFoundError(f"{a.nb} or settings.ini is missing here; "
+                "run `llmbook readme` in the root of the llmbook repository")
         md, out = nb_to_markdown(a.nb, _readme_title()), Path(a.out)
         if not a.check: out.write_text(md); return
         if not out.exists() or out.read_text() != md:
@@ -564,6 +596,9 @@ def main(argv:list[str]|None=None):
         a.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch
         a.run(a)
     except KeyboardInterrupt: sys.exit(130)  # Ctrl-C: quietly, as shells do
+    except RecursionError:  # JSON nested thousands deep, say
+        if os.environ.get('LLMBOOK_DEBUG'): raise
+        sys.exit(f"{cmd}: error: an input is nested too deeply to read")
     except (ValueError, OSError, ImportError) as e:
         if os.environ.get('LLMBOOK_DEBUG'): raise
         sys.exit(f"{cmd}: error: {_why(e)}")

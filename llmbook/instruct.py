@@ -362,7 +362,7 @@ def _finetune_in(lock, base, out, fc, data_path, resume, stop_after,
     except BaseException:  # nothing of the run written yet: leave no folder
         if not resume:
             clear_run(out, 'finetune'); lock.release()
-            if not any(out.iterdir()): out.rmdir()
+            if lock.made and not any(out.iterdir()): out.rmdir()
         raise
     batch_loss, evaluate = task_fns(fc, model, data, tok.eot_id)
     opt = make_optimizer(model, fc.lr, fc.weight_decay)

@@ -118,8 +118,9 @@ def _discard(self:Trainer):
         if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
         else: p.unlink(missing_ok=True)
     for n in ('last', 'best'): _clean_temps(self.out/n)
+    made = self._lock is not None and self._lock.made
     self._unlock()
-    if not any(self.out.iterdir()): self.out.rmdir()
+    if made and not any(self.out.iterdir()): self.out.rmdir()
 Trainer._discard = _discard
 
 def _unlock(self:Trainer):
@@ -552,23 +553,23 @@ def ablate_cli(a, # parsed `llmbook ablate` arguments
               ) -> dict:
     "Run `llmbook ablate`: train the variants, write the log to `a.out`."
     out = Path(a.out)
-    if (out/'run.json').exists() and not a.force:
-        raise FileExistsError(f"{out} already holds an ablation; add --force "
-                              "to replace it")
+    check_out_dir(out, False, a.force, 'ablation')  # before hours of training
     if a.threads: set_threads(a.threads)
     cfg = replace(ABLATION, **({'steps': a.steps} if a.steps else {}))
     t0 = time.time()
     runs = ablate(cfg, a.seeds, a.variants, run_texts(a.text)[0],
                   log=print)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out/'ablation.jsonl', 'w') as f:
-        for (name, seed), (n, hist) in runs.items():
-            f.write(json.dumps(dict(variant=name, seed=seed, params=n,
-                                    history=hist)) + '\n')
-    meta = dict(command=_command(a), config=asdict(cfg), seeds=list(a.seeds),
-                variants={k: VARIANTS[k] for k in a.variants or VARIANTS},
-                **provenance(out), duration_s=round(time.time() - t0, 1))
-    with atomic_write(out/'run.json', 'w') as f: json.dump(meta, f, indent=1)
+    with claim_run(out, 'ablation', False, a.force, what=_command(a)):
+        with atomic_write(out/'ablation.jsonl', 'w') as f:
+            for (name, seed), (n, hist) in runs.items():
+                f.write(json.dumps(dict(variant=name, seed=seed, params=n,
+                                        history=hist)) + '\n')
+        meta = dict(command=_command(a), config=asdict(cfg),
+                    seeds=list(a.seeds), variants={k: VARIANTS[k] for k in
+                    a.variants or VARIANTS}, **provenance(out),
+                    duration_s=round(time.time() - t0, 1))
+        with atomic_write(out/'run.json', 'w') as f:
+            json.dump(meta, f, indent=1)
     print(f"{len(runs)} runs in {meta['duration_s']:.0f} s; log in {out}")
     return runs
 
