@@ -130,6 +130,6 @@ def export_checkpoint(ckpt:Path|str, # a checkpoint or a run folder
                       force:bool=False, # replace `out` if it exists
                      ) -> Path:
     "Export a checkpoint of `llmbook train` as a Hugging Face model folder."
-    from llmbook.train import load_checkpoint
+    from llmbook.checkpoint import load_checkpoint
     model, tok, cfg, state = load_checkpoint(ckpt, which)
     return export_hf(model.eval(), tok, out, force)
