@@ -6,8 +6,7 @@
 __all__ = ['CKPT_FORMATS', 'CKPT_FILES', 'FIX', 'RUN_KINDS', 'RUN_FILES', 'LOCK', 'RESUME_MAY_CHANGE', 'TrainConfig',
            'model_config', 'config_from_dict', 'parse_overrides', 'save_checkpoint', 'find_checkpoint', 'reading',
            'load_checkpoint', 'hardware', 'provenance', 'run_kind', 'check_out_dir', 'clear_run', 'RunInUse', 'RunLock',
-           'claim_run', 'attempt_dir', 'forward_signals', 'sigterm_unwinds', 'heldout_tokens', 'score_model',
-           'eval_checkpoint', 'eval_line']
+           'claim_run', 'attempt_dir', 'heldout_tokens', 'score_model', 'eval_checkpoint', 'eval_line']
 
 # %% ../nbs/11_checkpoint.ipynb #ce5c7f42
 import fcntl, json, math, os, re, shutil, subprocess, tempfile
@@ -546,42 +545,6 @@ def attempt_dir(log:Path|str, # a log folder of attempts (speedrun)
     check_out_dir(out, False, force, 'train')  # only a train run, if forced
     return out
 
-def _children() -> list[int]:
-    "Process ids of this process's children (Linux; elsewhere none)."
-    kids = []
-    for t in Path('/proc/self/task').glob('*/children'):
-        try: kids += [int(x) for x in t.read_text().split()]
-        except OSError: pass
-    return kids
-
-@contextmanager
-def forward_signals(got:list|None=None, # the signals received, appended
-                   ):
-    "Inside, SIGTERM is passed on to our child processes (and noted)."
-    import signal, threading
-    got = [] if got is None else got
-    if threading.current_thread() is not threading.main_thread():
-        yield got; return
-    def handler(sig, frame):
-        got.append(signal.Signals(sig))
-        for pid in _children():
-            try: os.kill(pid, sig)
-            except ProcessLookupError: pass
-    old = signal.signal(signal.SIGTERM, handler)
-    try: yield got
-    finally: signal.signal(signal.SIGTERM, old)
-
-@contextmanager
-def sigterm_unwinds():
-    "Inside, SIGTERM exits (143) through every `finally`: files get closed."
-    import signal, threading
-    if threading.current_thread() is not threading.main_thread():
-        yield; return
-    def handler(sig, frame): raise SystemExit(128 + sig)
-    old = signal.signal(signal.SIGTERM, handler)
-    try: yield
-    finally: signal.signal(signal.SIGTERM, old)
-
 # %% ../nbs/11_checkpoint.ipynb #4b0bf8cc
 def _texts_digest(texts:dict[str, str]) -> str:
     "A SHA-256 of the training texts, to notice a change on resume."
@@ -646,6 +609,12 @@ def heldout_tokens(run:Path, # the run folder of a checkpoint
                                 "--text FILE")
     info = _read_json(run/'data.json', 'score other text with --text FILE')
     names = info['texts']
+    mine = run/'tokenizer.txt'  # what encoded val.bin
+    if (run/'val.bin').exists() and not (mine.is_file() and
+            BPETokenizer.load(mine).merges == tok.merges):
+        raise ValueError(f"{run/'val.bin'} was not made by this checkpoint's "
+            f"tokenizer ({mine} differs or is missing), so scoring it would "
+            "mean nothing; score a text file with --text FILE")
     austen = names == [b.title for b in AUSTEN.values()]
     what = ('Austen' if austen else ', '.join(names) if len(names) < 3
             else f'{len(names)} texts')
@@ -670,6 +639,7 @@ def score_model(model:nn.Module, # a language model
                 texts:dict[str, str]|None=None, # None: the held-out split
                 bs:int=16, # windows per forward pass
                 dtype:str='float32', # forward-pass precision
+                progress:bool=False, # a progress bar (minutes on a CPU)
                ) -> dict:
     "Loss, perplexity and bits per byte over every token of held-out text."
     if texts is None:
@@ -679,7 +649,7 @@ def score_model(model:nn.Module, # a language model
         ids = np.array(tok.to_tiktoken().encode_ordinary(text), np.int64)
         n_bytes, what = len(text.encode()), ', '.join(texts)
     loss, n = evaluate_all(model, ids, cfg.context_len, bs,
-                           next(model.parameters()).device, dtype)
+                           next(model.parameters()).device, dtype, progress)
     return dict(text=what, tokens=len(ids), bytes=n_bytes, loss=loss,
                 ppl=math.exp(min(loss, 50)),
                 bpb=bits_per_byte(loss, n, n_bytes))
@@ -690,6 +660,7 @@ def eval_checkpoint(path:Path|str, # a checkpoint or a run folder
                     bs:int=16, # windows per forward pass
                     device:str|None='cpu', # where to run the model
                     dtype:str='float32', # forward-pass precision
+                    progress:bool=False, # a progress bar
                    ) -> dict:
     "`score_model` of a saved pretraining checkpoint, with its step."
     ck = find_checkpoint(path, which)
@@ -698,7 +669,7 @@ def eval_checkpoint(path:Path|str, # a checkpoint or a run folder
                          "`llmbook eval`, which also reads fine-tunes")
     model, tok, cfg, st = load_checkpoint(ck, which, device)
     return dict(checkpoint=str(ck), step=st['step']) | score_model(
-        model, tok, cfg, ck.parent, texts, bs, dtype)
+        model, tok, cfg, ck.parent, texts, bs, dtype, progress)
 
 # %% ../nbs/11_checkpoint.ipynb #c30f3cf5
 def eval_line(r:dict) -> str:

@@ -136,7 +136,7 @@ def _rank_argv(argv:list[str]) -> list[str]:
 def relaunch(a:argparse.Namespace) -> int:
     "Run this command again in every rank of a torchrun job; its exit code."
     from llmbook.parallel import torchrun_cmd
-    from llmbook.checkpoint import forward_signals
+    from llmbook.core import forward_signals
     cmd = torchrun_cmd(['-m', 'llmbook.cli', *_rank_argv(a.argv)], a.nproc,
                        nnodes=a.nnodes, node_rank=a.node_rank,
                        rdzv_endpoint=a.rdzv_endpoint)
@@ -172,7 +172,7 @@ def load_gpt(path:Path|str, # a run folder or a checkpoint
              cmd:str='generate', # the command, for messages
             ) -> tuple:
     "`load_checkpoint` of a pretrained run, with a one-line error otherwise."
-    from llmbook.train import find_checkpoint, load_checkpoint
+    from llmbook.checkpoint import find_checkpoint, load_checkpoint
     ck, fix = find_checkpoint(path, which), "train it again (`llmbook train`)"
     try: meta = json.loads((ck/'meta.json').read_text())
     except ValueError: meta = {'format': 'llmbook-ckpt 1', 'config': {}}
@@ -248,7 +248,8 @@ def _speedrun(p):
     p.add_argument('--force', action='store_true',
                    help='replace an attempt of the same name')
     def run(a):
-        from llmbook.checkpoint import attempt_dir, forward_signals, RunLock
+        from llmbook.core import forward_signals
+        from llmbook.checkpoint import attempt_dir, RunLock
         from llmbook.speedrun import speedrun, record_line
         from llmbook.train import read_jsonl
         log, recs = Path(a.log), Path(a.log)/'records.jsonl'
@@ -292,7 +293,8 @@ def _sweep(p):
     p.add_argument('--resume', action='store_true', help='keep the finished '
                    'runs of an interrupted sweep in --out, run the rest')
     def run(a):
-        from llmbook.checkpoint import claim_run, run_kind, sigterm_unwinds
+        from llmbook.core import sigterm_unwinds
+        from llmbook.checkpoint import claim_run, run_kind
         from llmbook.scaling import sweep_cli
         if a.resume and run_kind(a.out) is None: return sweep_cli(a)  # why
         with claim_run(a.out, 'sweep', a.resume, a.force, what=
@@ -366,7 +368,8 @@ def _eval(p):
             from llmbook.generate import int8_model
             model = int8_model(model)
         r = dict(checkpoint=str(st['path']), step=st['step']) | score_model(
-            model, tok, cfg, st['path'].parent, texts, a.bs)
+            model, tok, cfg, st['path'].parent, texts, a.bs,
+            progress=sys.stderr.isatty())  # minutes on a busy CPU
         print(json.dumps(r, indent=1) if a.json else eval_line(r))
     return run
 

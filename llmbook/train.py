@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['VARIANTS', 'ABLATION', 'PRESETS', 'TrainingDiverged', 'prepare_data', 'Trainer', 'sigint_flag', 'fit', 'read_jsonl',
            'plot_metrics', 'train', 'variant', 'ablate', 'ablate_cli', 'read_ablation', 'get_preset', 'preset_table',
-           'run_texts', 'busy_warning', 'train_cli']
+           'run_texts', 'train_cli']
 
 # %% ../nbs/12_train.ipynb #5a3dffbd
-import json, math, os, shutil, signal, sys, time
+import json, math, os, shlex, shutil, signal, sys, time
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -16,19 +16,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 from .core import *
-from .data import load_austen, load_texts, train_val_split
-from .data import load_texts_as
+from .data import load_austen, load_texts_as, train_val_split
 from .tokenizer import BPETokenizer
 from .dataset import encode_to_file, load_tokens, random_batch
 from .model import GPTConfig, GPT, count_params, flops_per_token
 from .model import RMSNorm, LayerNorm, SwiGLU, GeluMLP, default_hidden
 from .generate import generate
-from .optim import *
-from .checkpoint import *
-from .optim import _load_optim
-from .checkpoint import _read_meta, _set_rng, _texts_digest
-from .checkpoint import _check_resume, _truncate_log
-from .checkpoint import _read_json, _clean_temps
+from .optim import (SingleProcess, accumulate, bits_per_byte, evaluate,
+    lr_at, lr_at_time, make_optimizer, matmul_peak)
+from .checkpoint import (TrainConfig, clear_run, RunLock, claim_run,
+    check_out_dir, eval_checkpoint, eval_line, find_checkpoint, provenance,
+    load_checkpoint, model_config, parse_overrides, save_checkpoint)
+from .checkpoint import (_set_rng, _texts_digest, _check_resume,
+    _truncate_log, _read_json, _clean_temps)
 
 # %% ../nbs/12_train.ipynb #717d1420
 class TrainingDiverged(ValueError):
@@ -113,11 +113,7 @@ class Trainer:
 def _discard(self:Trainer):
     "Remove what a new run wrote before it failed (main rank)."
     if not (self.out and self.st.is_main and self.out.is_dir()): return
-    for n in RUN_FILES:
-        p = self.out/n
-        if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
-        else: p.unlink(missing_ok=True)
-    for n in ('last', 'best'): _clean_temps(self.out/n)
+    clear_run(self.out, 'train')  # what a train run writes, and nothing else
     made = self._lock is not None and self._lock.made
     self._unlock()
     if made and not any(self.out.iterdir()): self.out.rmdir()
@@ -370,7 +366,7 @@ def fit(self:Trainer) -> Trainer:
     except BaseException:  # a new run without a checkpoint: leave nothing
         if bar is not None: bar.close()
         if not self.resumed: self._discard()
-        raise
+        self._unlock(); raise
     try:
         with sigint_flag(self._sigints):
             self.stopped = self._loop(bar, start)
@@ -643,7 +639,6 @@ def run_texts(paths:list[str]|None, # --text files/folders (None: Austen)
 # %% ../nbs/12_train.ipynb #a3847d8e
 def _command(a) -> str:
     "The `llmbook` command line that `a` was parsed from."
-    import shlex
     if getattr(a, 'argv', None): return shlex.join(['llmbook', *a.argv])
     out = ['llmbook', getattr(a, 'cmd', None) or 'train']
     for k, v in vars(a).items():
@@ -656,22 +651,11 @@ def _command(a) -> str:
 # %% ../nbs/12_train.ipynb #076821c2
 def _final_eval(out:Path, device:str|None):
     "Score `best` on every held-out token; print it, keep it in run.json."
-    r = eval_checkpoint(out, 'best', device=device)
+    r = eval_checkpoint(out, 'best', device=device,
+                        progress=sys.stderr.isatty())
     print(f"held-out, every token: {eval_line(r)}")
-    run = json.loads((out/'run.json').read_text())
-    run['eval'] = r
+    run = json.loads((out/'run.json').read_text()) | {'eval': r}
     with atomic_write(out/'run.json', 'w') as f: json.dump(run, f, indent=1)
-
-def busy_warning(threads:int, # the threads training will use
-                ) -> str|None:
-    "A warning when other work already keeps this machine's cores busy."
-    try: load = os.getloadavg()[0]  # processes running or waiting, 1 min
-    except (AttributeError, OSError): return None  # not on this system
-    n = os.cpu_count() or 1
-    if load + threads <= n + 0.5: return None
-    return (f"warning: this machine is busy (load {load:.1f} on {n} cores); "
-            f"{threads} training threads will compete for the cores and run "
-            "slowly: stop the other work, or train with fewer --threads")
 
 def train_cli(a, # parsed `llmbook train` arguments
               strategy=None, # e.g. parallel's DDPStrategy (None: one process)
@@ -686,10 +670,9 @@ def train_cli(a, # parsed `llmbook train` arguments
     if a.threads: set_threads(a.threads)
     out = Path(a.out or Path('out')/a.preset)
     texts, done = run_texts(a.text, getattr(a, 'clean', 'auto'))
-    t = Trainer(cfg, texts, out, resume=a.resume,
-                force=a.force, strategy=strategy, device=a.device,
-                stop_after=a.stop_after, progress=not a.quiet,
-                command=_command(a),
+    t = Trainer(cfg, texts, out, resume=a.resume, force=a.force,
+                strategy=strategy, device=a.device, stop_after=a.stop_after,
+                progress=not a.quiet, command=_command(a),
                 session=done and dict(cleaning=done))
     if not a.quiet and t.st.is_main and t.st.device.type == 'cpu' and \
             (w := busy_warning(torch.get_num_threads())):

@@ -264,7 +264,7 @@ def test_bad_setting_is_one_line_before_the_disk(root, setting):
 
 
 def test_bad_setting_in_the_api_is_one_line():
-    from llmbook.train import TrainConfig
+    from llmbook.checkpoint import TrainConfig
     with pytest.raises(ValueError, match=r'setting bs=0 is not allowed'): TrainConfig(bs=0)
 
 
@@ -589,3 +589,43 @@ def test_two_text_files_with_one_name_are_refused(root, tmp_path):
     refused(tmp_path, 'train', '--preset', 'austen-tiny', '--out', tmp_path/'new', '--text',
             tmp_path/'a'/'book.txt', tmp_path/'b'/'book.txt', '--quiet', *TINY,
             needles=("both called 'book'",), absent=[tmp_path/'new'])
+
+
+def test_eval_of_a_held_out_split_another_tokenizer_made_is_refused(root, tmp_path):
+    from llmbook.tokenizer import BPETokenizer
+    run = tmp_path/'run'
+    shutil.copytree(root/'pre', run)  # the checkpoint, in a run whose val.bin ...
+    BPETokenizer.train('An entirely different text, about other things. ' * 50, 300).save(
+        run/'tokenizer.txt')  # ... another tokenizer wrote
+    refused(tmp_path, 'eval', '--ckpt', run, needles=("not made by this checkpoint's tokenizer",
+                                                     '--text'))
+
+
+def test_an_edited_austen_file_is_refused_though_its_sha_is_known(offline):
+    from llmbook.data import AUSTEN
+    (offline/'data'/'austen').mkdir()
+    for b in AUSTEN.values():
+        (offline/'data'/b.file).write_text('It is a truth universally acknowledged. ' * 200)
+    refused(offline, 'train', '--preset', 'austen-tiny', '--out', offline/'run', '--quiet',
+            needles=('is not the file llmbook pins', 'restore the original'),
+            absent=[offline/'run'])
+
+
+def test_sigterm_saves_last_and_exits_without_the_final_scoring(root, tmp_path):
+    "A scheduler's SIGTERM: `last` saved, exit 143 within seconds, no held-out evaluation after it."
+    out = tmp_path/'run'
+    p = subprocess.Popen(['llmbook', 'train', '--preset', 'austen-tiny', '--out', str(out),
+                          '--text', str(root/'text.txt'), '--quiet', '--device', 'cpu',
+                          '--steps', '5000', *TINY], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 120 and not ((out/'metrics.jsonl').exists() and len(
+            (out/'metrics.jsonl').read_text().splitlines()) > 5):
+        time.sleep(0.2)
+    t1 = time.time()
+    p.send_signal(signal.SIGTERM)
+    stdout, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    assert time.time() - t1 < 30, 'took too long to stop'
+    assert 'held-out, every token' not in stdout and 'Traceback' not in err, (stdout, err)
+    assert (out/'last'/'meta.json').exists() and not (out/'.llmbook.lock').exists()
