@@ -629,3 +629,23 @@ def test_sigterm_saves_last_and_exits_without_the_final_scoring(root, tmp_path):
     assert time.time() - t1 < 30, 'took too long to stop'
     assert 'held-out, every token' not in stdout and 'Traceback' not in err, (stdout, err)
     assert (out/'last'/'meta.json').exists() and not (out/'.llmbook.lock').exists()
+
+
+def test_sigterm_during_sweep_resume_keeps_the_finished_runs(root, tmp_path):
+    "SIGTERM while the log is being rewritten: the finished runs are still in it afterwards."
+    out = tmp_path/'sw'
+    out.mkdir()
+    kept = ''.join(json.dumps(dict(axis='grid', size='T1', steps=n, frac=1, val_bpb=3.0)) + '\n'
+                   for n in (4, 8))
+    (out/'sweep.jsonl').write_text(kept)
+    p = subprocess.Popen(['llmbook', 'sweep', '--toy', '--resume', '--threads', '1', '--out',
+                          str(out), '--text', str(root/'text.txt')], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    t0 = time.time()  # the log is truncated, its kept lines still in a buffer: stop it now
+    while time.time() - t0 < 120 and p.poll() is None and (out/'sweep.jsonl').stat().st_size:
+        time.sleep(0.005)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode in (130, 143) and 'Traceback' not in err, err
+    assert (out/'sweep.jsonl').read_text().startswith(kept)
+    assert not (out/'.llmbook.lock').exists()
