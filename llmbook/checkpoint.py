@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['CKPT_FORMATS', 'CKPT_FILES', 'FIX', 'RUN_KINDS', 'RUN_FILES', 'LOCK', 'RESUME_MAY_CHANGE', 'TrainConfig',
            'model_config', 'config_from_dict', 'parse_overrides', 'save_checkpoint', 'find_checkpoint', 'reading',
-           'load_checkpoint', 'hardware', 'provenance', 'run_kind', 'check_out_dir', 'clear_run', 'RunInUse', 'RunLock',
-           'claim_run', 'attempt_dir', 'heldout_tokens', 'score_model', 'eval_checkpoint', 'eval_line']
+           'open_checkpoint', 'load_checkpoint', 'hardware', 'provenance', 'run_kind', 'check_out_dir', 'clear_run',
+           'RunInUse', 'RunLock', 'claim_run', 'attempt_dir', 'heldout_tokens', 'score_model', 'eval_checkpoint',
+           'eval_line']
 
 # %% ../nbs/11_checkpoint.ipynb #ce5c7f42
 import fcntl, json, math, os, re, shutil, subprocess, tempfile
@@ -324,14 +325,29 @@ def reading(path:Path|str): # a checkpoint or a run folder
     return _dir_lock(p.parent if (p/'meta.json').exists() or p.name in
                      ('last', 'best') else p, shared=True)
 
+def open_checkpoint(path:Path|str, # a checkpoint or a run folder
+                    which:str='last', # in a run folder: 'last' or 'best'
+                    want:str|None=None, # one of `CKPT_FORMATS` (None: any)
+                    fix:str=FIX, # what the user can do about a bad one
+                   ) -> tuple[Path, dict]:
+    "The checkpoint `path` names, and its verified meta.json, of kind `want`."
+    with reading(path):
+        ck = find_checkpoint(path, which)
+        meta = _read_meta(ck, fix)
+    if want and meta['format'] != want:
+        what = 'fine-tuning' if want == 'llmbook-finetune 1' else 'pretraining'
+        raise ValueError(f"{ck} is not a {what} checkpoint (format "
+            f"{meta['format']!r}, written by `{CKPT_FORMATS[meta['format']]}`)"
+            f"; pass a folder that `{CKPT_FORMATS[want]}` wrote")
+    return ck, meta
+
 def load_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
                     device:str|None='cpu', # where to put the model
                    ) -> tuple:
     "Load `(model, tokenizer, cfg, state)` from a checkpoint, verified."
     with reading(path):  # a save waits until we have read it all
-        ck = find_checkpoint(path, which)
-        meta = _read_meta(ck)
+        ck, meta = open_checkpoint(path, which)
         cfg = config_from_dict(meta['config'])
         tok = BPETokenizer.load(ck/'tokenizer.txt')
         model = GPT(model_config(cfg, tok.vocab_size))
@@ -663,10 +679,7 @@ def eval_checkpoint(path:Path|str, # a checkpoint or a run folder
                     progress:bool=False, # a progress bar
                    ) -> dict:
     "`score_model` of a saved pretraining checkpoint, with its step."
-    ck = find_checkpoint(path, which)
-    if _read_meta(ck).get('format') != 'llmbook-ckpt 1':
-        raise ValueError(f"{ck} is not a pretraining checkpoint; use "
-                         "`llmbook eval`, which also reads fine-tunes")
+    ck, _ = open_checkpoint(path, which, 'llmbook-ckpt 1')
     model, tok, cfg, st = load_checkpoint(ck, which, device)
     return dict(checkpoint=str(ck), step=st['step']) | score_model(
         model, tok, cfg, ck.parent, texts, bs, dtype, progress)

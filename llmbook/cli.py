@@ -172,6 +172,12 @@ def load_gpt(path:Path|str, # a run folder or a checkpoint
              cmd:str='generate', # the command, for messages
             ) -> tuple:
     "`load_checkpoint` of a pretrained run, with a one-line error otherwise."
+    from llmbook.checkpoint import reading
+    with reading(path):  # a save waits: we never read a half-swapped folder
+        return _load_gpt(path, which, device, cmd)
+
+def _load_gpt(path, which, device, cmd):
+    "`load_gpt` inside the reader's lock of the checkpoint's folder."
     from llmbook.checkpoint import find_checkpoint, load_checkpoint
     ck, fix = find_checkpoint(path, which), "train it again (`llmbook train`)"
     try: meta = json.loads((ck/'meta.json').read_text())
@@ -297,9 +303,16 @@ def _sweep(p):
         from llmbook.checkpoint import claim_run, run_kind
         from llmbook.scaling import sweep_cli
         if a.resume and run_kind(a.out) is None: return sweep_cli(a)  # why
-        with claim_run(a.out, 'sweep', a.resume, a.force, what=
-                       'llmbook sweep'), sigterm_unwinds():
-            sweep_cli(a)  # the log is closed, not cut, by a SIGTERM
+        out = Path(a.out)
+        lock = claim_run(out, 'sweep', a.resume, a.force, what='llmbook sweep')
+        try:
+            with lock, sigterm_unwinds(): sweep_cli(a)  # SIGTERM closes the log
+        except BaseException:  # a new sweep that failed before its first run
+            log = out/'sweep.jsonl'
+            if lock.made and log.is_file() and not log.stat().st_size:
+                log.unlink()
+            if lock.made and not any(out.iterdir()): out.rmdir()
+            raise
     return run
 
 # %% ../nbs/D_cli.ipynb #4e1b6efd

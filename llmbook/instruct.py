@@ -27,7 +27,8 @@ from .lora import apply_lora, param_counts
 from .tokenizer import BPETokenizer
 from .checkpoint import (TrainConfig, model_config, config_from_dict,
     save_checkpoint, find_checkpoint, check_out_dir, claim_run, clear_run,
-    provenance, FIX, _read_meta, _read_json, _truncate_log)
+    provenance, open_checkpoint, reading, FIX)
+from .checkpoint import _read_meta, _read_json, _truncate_log
 from .optim import make_optimizer, _load_optim
 from .train import sigint_flag, TrainingDiverged, _command
 import pandas as pd
@@ -289,19 +290,16 @@ FT_FORMAT = 'llmbook-finetune 1'
 def load_finetuned(path:Path|str, which:str='last',
                    device:str|None='cpu') -> tuple:
     "(model, tokenizer, FinetuneConfig, state) of a fine-tuning checkpoint."
-    ck = find_checkpoint(path, which)
-    meta = _read_meta(ck)
-    if meta.get('format') != FT_FORMAT:
-        raise ValueError(f"{ck} is not a fine-tuning checkpoint (format "
-                         f"{meta.get('format')!r}); pass an `llmbook "
-                         "finetune` run folder")
-    tok = BPETokenizer.load(ck/'tokenizer.txt')
-    base = GPT(model_config(config_from_dict(meta['config']), tok.vocab_size))
-    fc = FinetuneConfig(**meta['finetune'])
-    model = build_model(base, fc)
-    load_model(model, str(ck/'model.safetensors'))
-    ts = load_file(str(ck/'state.safetensors'))
-    state = meta | {'path': ck, 'tensors': ts}
+    with reading(path):  # a save waits until we have read it all
+        ck, meta = open_checkpoint(path, which, FT_FORMAT)  # verified, or why
+        tok = BPETokenizer.load(ck/'tokenizer.txt')
+        cfg = config_from_dict(meta['config'])
+        base = GPT(model_config(cfg, tok.vocab_size))
+        fc = FinetuneConfig(**meta['finetune'])
+        model = build_model(base, fc)
+        load_model(model, str(ck/'model.safetensors'))
+        ts = load_file(str(ck/'state.safetensors'))
+        state = meta | {'path': ck, 'tensors': ts}
     return model.to(get_device(device)), tok, fc, state
 
 # %% ../nbs/21_instruct.ipynb #5036c162

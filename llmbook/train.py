@@ -399,7 +399,7 @@ def _bar(self:Trainer):
     if not (self.progress and self.st.is_main): return None
     from tqdm.auto import tqdm
     return tqdm(total=self.cfg.steps, initial=self.step, unit='step',
-                dynamic_ncols=True)
+                dynamic_ncols=True, smoothing=0)  # ETA: steady mean rate
 
 def _tick(self:Trainer, bar, rec:dict):
     "Advance the progress bar by one step."
