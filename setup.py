@@ -13,10 +13,13 @@ expected = ('version description keywords author author_email license '
 missing = [o for o in expected if o not in cfg]
 assert not missing, f"settings.ini is missing: {missing}"
 
-licenses = {'apache2': ('Apache Software License 2.0',
-                        'OSI Approved :: Apache Software License')}
+licenses = {'apache2': 'Apache-2.0'}  # settings.ini's name -> SPDX expression
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta',
             '5 - Production/Stable', '6 - Mature', '7 - Inactive']
+# status = 3 means '3 - Alpha': the number a trove classifier starts with
+status = next((s for s in statuses if s.split()[0] == cfg['status'].strip()), None)
+assert status, f"settings.ini: status = {cfg['status']} is not one of 1 to 7"
+
 py_versions = '3.10 3.11 3.12 3.13'.split()
 
 lic = licenses[cfg['license'].lower()]
@@ -32,11 +35,11 @@ readme = readme_path.read_text(encoding='utf-8') if readme_path.exists() else ''
 
 setuptools.setup(
     name=cfg['lib_name'],
-    license=lic[0],
+    license_expression=lic,  # SPDX; License :: classifiers are deprecated
+    license_files=['LICENSE'],
     classifiers=[
-        'Development Status :: ' + statuses[int(cfg['status'])],
+        'Development Status :: ' + status,
         'Intended Audience :: ' + cfg['audience'].title(),
-        'License :: ' + lic[1],
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: ' + o
          for o in py_versions[py_versions.index(min_python):]],

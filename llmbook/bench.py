@@ -19,7 +19,7 @@ from .model import (GPT, GPTConfig, CONFIGS, flops_per_token,
 from .generate import (generate, generate_fast, decoder_lib,
                               stream_job, CppDecoder)
 from .hf import to_hf, randomize_
-from .train import hardware
+from .checkpoint import hardware
 
 # %% ../nbs/B_bench.ipynb #752e225a
 def timed(fn) -> tuple:

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from .core import *
 from .model import GPT
-from .train import make_optimizer, lr_at, find_checkpoint
-from .train import load_checkpoint
+from .optim import make_optimizer, lr_at
+from .checkpoint import find_checkpoint, load_checkpoint
 
 # %% ../nbs/19_classify.ipynb #81cf7800
 SMS_URL = ('https://archive.ics.uci.edu/static/public/228/'
@@ -354,7 +354,8 @@ def book_base(run:Path|str='runs/austen-tiny', # the committed pretraining run
     "The book's pretrained base, or a tiny one pretrained in seconds."
     if tiny is None: tiny = in_test()
     if not tiny: return load_base(_rebuildable(run))
-    from llmbook.train import TrainConfig, train
+    from llmbook.checkpoint import TrainConfig
+    from llmbook.train import train
     from llmbook.data import load_austen
     cfg = TrainConfig(n_layer=2, d_model=32, n_head=4, context_len=32,
                       vocab_size=300, bs=16, steps=30, warmup=5,

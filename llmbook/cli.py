@@ -59,6 +59,9 @@ def _env(p):
     def run(a):
         from llmbook.core import env_info
         info = env_info()
+        try: info['load (1, 5, 15 min)'] = ' '.join(f'{x:.2f}' for x in
+                                                    os.getloadavg())
+        except (AttributeError, OSError): pass  # not on this system
         if a.json: return print(json.dumps(info, indent=1))
         w = max(map(len, info))
         for k, v in info.items(): print(f"{k:<{w}}  {v}")
@@ -133,10 +136,12 @@ def _rank_argv(argv:list[str]) -> list[str]:
 def relaunch(a:argparse.Namespace) -> int:
     "Run this command again in every rank of a torchrun job; its exit code."
     from llmbook.parallel import torchrun_cmd
+    from llmbook.core import forward_signals
     cmd = torchrun_cmd(['-m', 'llmbook.cli', *_rank_argv(a.argv)], a.nproc,
                        nnodes=a.nnodes, node_rank=a.node_rank,
                        rdzv_endpoint=a.rdzv_endpoint)
-    return subprocess.call(cmd)
+    with forward_signals():  # SIGTERM reaches torchrun, which stops the ranks
+        return subprocess.call(cmd)
 
 def _rank_strategy(a:argparse.Namespace):
     "--strategy in a torchrun job (gloo for --device cpu), else None."
@@ -167,7 +172,13 @@ def load_gpt(path:Path|str, # a run folder or a checkpoint
              cmd:str='generate', # the command, for messages
             ) -> tuple:
     "`load_checkpoint` of a pretrained run, with a one-line error otherwise."
-    from llmbook.train import find_checkpoint, load_checkpoint
+    from llmbook.checkpoint import reading
+    with reading(path):  # a save waits: we never read a half-swapped folder
+        return _load_gpt(path, which, device, cmd)
+
+def _load_gpt(path, which, device, cmd):
+    "`load_gpt` inside the reader's lock of the checkpoint's folder."
+    from llmbook.checkpoint import find_checkpoint, load_checkpoint
     ck, fix = find_checkpoint(path, which), "train it again (`llmbook train`)"
     try: meta = json.loads((ck/'meta.json').read_text())
     except ValueError: meta = {'format': 'llmbook-ckpt 1', 'config': {}}
@@ -284,8 +295,20 @@ def _sweep(p):
     p.add_argument('--resume', action='store_true', help='keep the finished '
                    'runs of an interrupted sweep in --out, run the rest')
     def run(a):
+        from llmbook.core import sigterm_unwinds
+        from llmbook.checkpoint import claim_run, run_kind
         from llmbook.scaling import sweep_cli
-        sweep_cli(a)
+        if a.resume and run_kind(a.out) is None: return sweep_cli(a)  # why
+        out = Path(a.out)
+        lock = claim_run(out, 'sweep', a.resume, a.force, what='llmbook sweep')
+        try:
+            with lock, sigterm_unwinds(): sweep_cli(a)  # SIGTERM closes the log
+        except BaseException:  # a new sweep that failed before its first run
+            log = out/'sweep.jsonl'
+            if lock.made and log.is_file() and not log.stat().st_size:
+                log.unlink()
+            if lock.made and not any(out.iterdir()): out.rmdir()
+            raise
     return run
 
 # %% ../nbs/D_cli.ipynb #4e1b6efd
@@ -354,7 +377,8 @@ def _eval(p):
             from llmbook.generate import int8_model
             model = int8_model(model)
         r = dict(checkpoint=str(st['path']), step=st['step']) | score_model(
-            model, tok, cfg, st['path'].parent, texts, a.bs)
+            model, tok, cfg, st['path'].parent, texts, a.bs,
+            progress=sys.stderr.isatty())  # minutes on a busy CPU
         print(json.dumps(r, indent=1) if a.json else eval_line(r))
     return run
 
@@ -525,6 +549,9 @@ def _readme(p):
     p.add_argument('--check', action='store_true',
                    help='fail if the file differs instead of writing it')
     def run(a):
+        if not (Path(a.nb).is_file() and Path('settings.ini').is_file()):
+            raise FileNotFoundError(f"{a.nb} or settings.ini is missing here; "
+                "run `llmbook readme` in the root of the llmbook repository")
         md, out = nb_to_markdown(a.nb, _readme_title()), Path(a.out)
         if not a.check: out.write_text(md); return
         if not out.exists() or out.read_text() != md:
@@ -581,6 +608,9 @@ def main(argv:list[str]|None=None):
         a.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch
         a.run(a)
     except KeyboardInterrupt: sys.exit(130)  # Ctrl-C: quietly, as shells do
+    except RecursionError:  # JSON nested thousands deep, say
+        if os.environ.get('LLMBOOK_DEBUG'): raise
+        sys.exit(f"{cmd}: error: an input is nested too deeply to read")
     except (ValueError, OSError, ImportError) as e:
         if os.environ.get('LLMBOOK_DEBUG'): raise
         sys.exit(f"{cmd}: error: {_why(e)}")

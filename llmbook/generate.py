@@ -45,6 +45,9 @@ def check_sampling(temperature:float, top_k:int|None, top_p:float|None):
     if not 0 <= temperature < float('inf'):  # NaN fails both
         raise ValueError(f"temperature={temperature} must be a finite "
                          "number >= 0 (0 means greedy)")
+    if 0 < temperature < 1e-6:  # logits / temperature would overflow
+        raise ValueError(f"temperature={temperature} is too small to sample "
+                         "with; use 0 for greedy decoding, or 1e-6 or more")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k={top_k} must be at least 1 (or None)")
     if top_p is not None and not 0 < top_p <= 1:

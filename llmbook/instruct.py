@@ -10,7 +10,7 @@ __all__ = ['INSTR_URL', 'INSTR_SHA256', 'INSTR_FILE', 'PREAMBLE', 'IGNORE', 'LOR
            'finetune_run', 'cli_config', 'finetune_cli']
 
 # %% ../nbs/21_instruct.ipynb #3e640570
-import json, random, re, shutil, sys, time
+import json, math, random, re, shutil, sys, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch
@@ -25,9 +25,12 @@ from .classify import (finetune, load_base, with_context, read_sms,
     predict, classification_metrics, TRAINABLE)
 from .lora import apply_lora, param_counts
 from .tokenizer import BPETokenizer
-from .train import (TrainConfig, model_config, config_from_dict,
-    save_checkpoint, find_checkpoint, check_out_dir, make_optimizer,
-    sigint_flag, _read_meta, _load_optim, _truncate_log)
+from .checkpoint import (TrainConfig, model_config, config_from_dict,
+    save_checkpoint, find_checkpoint, check_out_dir, claim_run, clear_run,
+    provenance, open_checkpoint, reading, FIX)
+from .checkpoint import _read_meta, _read_json, _truncate_log
+from .optim import make_optimizer, _load_optim
+from .train import sigint_flag, TrainingDiverged, _command
 import pandas as pd
 from safetensors.torch import load_file, load_model
 
@@ -59,6 +62,9 @@ def load_instructions(path:Path|str|None=None, # JSON file (None: data set)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path.name}, line {e.lineno}: not valid JSON "
                          f"({e.msg}); fix or re-download the file") from None
+    except RecursionError:
+        raise ValueError(f"{path.name}: nested too deeply to be a list of "
+                         "records; fix or re-download the file") from None
     if not isinstance(data, list):
         raise ValueError(f"{path.name}: expected a JSON list of records")
     for i, r in enumerate(data): _check_record(r, i, path.name)
@@ -248,7 +254,12 @@ def build_model(base:GPT, # pretrained body (copied, not changed)
 def task_data(fc:FinetuneConfig, tok, path:Path|str|None=None) -> dict:
     "Encoded train/val/test splits of the task's data set (or `path`)."
     if fc.task == 'instruct':
-        splits = split_instructions(load_instructions(path), seed=fc.seed)
+        data = load_instructions(path)
+        splits = split_instructions(data, seed=fc.seed)
+        if not all(splits):  # 5% of them validate, and the rest test
+            raise ValueError(f"{Path(path).name if path else INSTR_FILE} has "
+                f"{len(data)} records, too few to split into training, "
+                "validation and test sets; give at least 40")
         return {k: encode_instructions(s, tok, fc.max_len)
                 for k, s in zip(('train', 'val', 'test'), splits)}
     splits = balanced_split(read_sms(path), seed=fc.seed)
@@ -279,19 +290,16 @@ FT_FORMAT = 'llmbook-finetune 1'
 def load_finetuned(path:Path|str, which:str='last',
                    device:str|None='cpu') -> tuple:
     "(model, tokenizer, FinetuneConfig, state) of a fine-tuning checkpoint."
-    ck = find_checkpoint(path, which)
-    meta = _read_meta(ck)
-    if meta.get('format') != FT_FORMAT:
-        raise ValueError(f"{ck} is not a fine-tuning checkpoint (format "
-                         f"{meta.get('format')!r}); pass an `llmbook "
-                         "finetune` run folder")
-    tok = BPETokenizer.load(ck/'tokenizer.txt')
-    base = GPT(model_config(config_from_dict(meta['config']), tok.vocab_size))
-    fc = FinetuneConfig(**meta['finetune'])
-    model = build_model(base, fc)
-    load_model(model, str(ck/'model.safetensors'))
-    ts = load_file(str(ck/'state.safetensors'))
-    state = meta | {'path': ck, 'tensors': ts}
+    with reading(path):  # a save waits until we have read it all
+        ck, meta = open_checkpoint(path, which, FT_FORMAT)  # verified, or why
+        tok = BPETokenizer.load(ck/'tokenizer.txt')
+        cfg = config_from_dict(meta['config'])
+        base = GPT(model_config(cfg, tok.vocab_size))
+        fc = FinetuneConfig(**meta['finetune'])
+        model = build_model(base, fc)
+        load_model(model, str(ck/'model.safetensors'))
+        ts = load_file(str(ck/'state.safetensors'))
+        state = meta | {'path': ck, 'tensors': ts}
     return model.to(get_device(device)), tok, fc, state
 
 # %% ../nbs/21_instruct.ipynb #5036c162
@@ -314,6 +322,19 @@ def _start(base, out, fc, data_path, resume):
     return build_model(b, fc), tok, cfg, 0, None, None, base
 
 # %% ../nbs/21_instruct.ipynb #cbda653d
+def _write_run(out:Path, run:dict):
+    "Replace `out`/run.json atomically: a failed write leaves the old one."
+    with atomic_write(out/'run.json', 'w') as f: json.dump(run, f, indent=1)
+
+def _claim(base, out:Path, resume:bool, force:bool, command:str|None):
+    "Check --base and --out before writing anything; lock `out`."
+    if base is None and not resume: raise ValueError("--base is required")
+    if base is not None:  # readable, complete, and not the folder we write
+        _read_meta(find_checkpoint(base), "pass a run folder written by "
+                   "`llmbook train`")
+    return claim_run(out, 'finetune', resume, force, keep=(base,) if base
+                     else (), what=command or 'llmbook.instruct.finetune_run')
+
 def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)
                  out:Path|str, # run folder to write
                  fc:FinetuneConfig, # the settings
@@ -324,37 +345,50 @@ def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)
                  device:str|None=None, command:str|None=None) -> dict:
     "Fine-tune `base` on `fc.task` into `out`; return the run record."
     out = Path(out)
-    check_out_dir(out, resume, force)
-    if base is None and not resume: raise ValueError("--base is required")
-    made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    lock = _claim(base, out, resume, force, command)
+    with lock: return _finetune_in(lock, base, out, fc, data_path, resume,
+                                   stop_after, progress, device, command)
+
+def _finetune_in(lock, base, out, fc, data_path, resume, stop_after,
+                 progress, device, command) -> dict:
+    "`finetune_run` in a folder it holds the lock of."
     try:
         model, tok, cfg, start, best, ts, base = _start(base, out, fc,
                                                         data_path, resume)
         model = model.to(get_device(device))
         data = task_data(fc, tok, data_path)
     except BaseException:  # nothing of the run written yet: leave no folder
-        if made: shutil.rmtree(out, ignore_errors=True)
+        if not resume:
+            clear_run(out, 'finetune'); lock.release()
+            if lock.made and not any(out.iterdir()): out.rmdir()
         raise
     batch_loss, evaluate = task_fns(fc, model, data, tok.eot_id)
     opt = make_optimizer(model, fc.lr, fc.weight_decay)
     if ts is not None: _load_optim(opt, ts)
-    old = json.loads((out/'run.json').read_text()) if resume else {}
+    old = _read_json(out/'run.json', 'start again with --force') \
+        if resume else {}
+    ses = dict(command=command, start_step=start, started=time.strftime(
+        '%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     run = dict(base=str(base), finetune=asdict(fc), params=param_counts(model),
-               sessions=old.get('sessions', []) + [
-                   dict(command=command, start_step=start)])
-    (out/'run.json').write_text(json.dumps(run, indent=1))
+               **provenance(out), sessions=old.get('sessions', []) + [ses])
+    _write_run(out, run)
     best = [best if best is not None else float('inf')]
-    stop = []  # a first Ctrl-C appends to it; the loop saves and stops
+    stop, last = [], [start]  # a first Ctrl-C appends to `stop`
     def save(which, step):
         save_checkpoint(out/which, model, cfg, out/'tokenizer.txt', step, opt,
             extra=dict(format=FT_FORMAT, finetune=asdict(fc), base=str(base),
                        best_val=best[0]))
+        if which == 'last': last[0] = step
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=fc.steps, initial=start, unit='step')
     def on_step(step, loss, opt):
+        if not math.isfinite(loss):  # the divergence guard of `Trainer`
+            raise TrainingDiverged(f"fine-tuning diverged at step {step}: "
+                f"loss {loss}; the last good checkpoint {out/'last'} (step "
+                f"{last[0]}) is kept; start again with --force and a lower "
+                f"--lr (this run's: {fc.lr:g})")
         rec = dict(step=step, loss=loss, lr=opt.param_groups[0]['lr'])
         if step % fc.eval_every == 0 or step == fc.steps:
             rec |= {f'val_{k}': v for k, v in evaluate('val').items()}
@@ -364,20 +398,21 @@ def finetune_run(base:Path|str|None, # pretrained run (`llmbook train`)
         if step % fc.ckpt_every == 0 or step == fc.steps: save('last', step)
         if bar: bar.update(); bar.set_postfix(loss=f'{loss:.3f}')
         if stop or (stop_after and step - start >= stop_after):
-            save('last', step); return True
-    with sigint_flag(stop):
-        finetune(model, batch_loss, len(data['train']) if fc.task ==
-                 'instruct' else len(data['train'][0]), fc.steps, fc.bs,
-                 fc.lr, fc.weight_decay, fc.warmup, seed=fc.seed,
-                 start=start, opt=opt, on_step=on_step)
-    if bar: bar.close()
-    step = json.loads((out/'metrics.jsonl').read_text().splitlines()[-1])
-    run |= dict(step=step['step'], best_val_loss=best[0],
-                interrupted=bool(stop))
+            if last[0] != step: save('last', step)
+            return True
+    try:
+        with sigint_flag(stop):
+            finetune(model, batch_loss, len(data['train']) if fc.task ==
+                     'instruct' else len(data['train'][0]), fc.steps, fc.bs,
+                     fc.lr, fc.weight_decay, fc.warmup, seed=fc.seed,
+                     start=start, opt=opt, on_step=on_step)
+    finally:
+        if bar: bar.close()
+    run |= dict(step=last[0], best_val_loss=best[0], interrupted=bool(stop))
     if stop: run['signal'] = stop[0].name  # SIGINT (Ctrl-C) or SIGTERM
-    run['sessions'][-1]['end_step'] = step['step']
-    if step['step'] == fc.steps: run['test'] = evaluate('test')
-    (out/'run.json').write_text(json.dumps(run, indent=1))
+    run['sessions'][-1]['end_step'] = last[0]
+    if last[0] == fc.steps and not stop: run['test'] = evaluate('test')
+    _write_run(out, run)
     return run
 
 # %% ../nbs/21_instruct.ipynb #71e4f6ab
@@ -388,7 +423,8 @@ TASK_DEFAULTS = {
 def cli_config(a) -> FinetuneConfig:
     "Settings from the arguments; a resumed run keeps its saved ones."
     if a.resume:
-        meta = json.loads((find_checkpoint(a.out)/'meta.json').read_text())
+        check_out_dir(a.out, True, a.force, 'finetune')  # a fine-tune there
+        meta = _read_json(find_checkpoint(a.out)/'meta.json', FIX)
         fc = FinetuneConfig(**meta.get('finetune', {}))
         if fc.task != a.task:
             raise ValueError(f"{a.out} holds a {fc.task} run, not {a.task}")
@@ -411,8 +447,7 @@ def finetune_cli(a) -> int:
     if a.threads: set_threads(a.threads)
     fc = cli_config(a)
     run = finetune_run(a.base, a.out, fc, a.data, a.resume, a.force,
-                       a.stop_after, not a.quiet, a.device,
-                       'llmbook ' + ' '.join(sys.argv[1:]))
+                       a.stop_after, not a.quiet, a.device, _command(a))
     test = {k: round(v, 4) for k, v in run.get('test', {}).items()}
     print(f"step {run['step']}/{fc.steps}: best val loss "
           f"{run['best_val_loss']:.4f}; test {test}; run in {a.out}")

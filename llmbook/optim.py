@@ -277,6 +277,7 @@ def evaluate_all(model:nn.Module, # the model, put in eval mode for the call
                  bs:int=16, # windows per forward pass
                  device:str|torch.device='cpu', # where the model is
                  dtype:str='float32', # forward-pass precision
+                 progress:bool=False, # a progress bar over the windows
                 ) -> tuple[float, int]:
     "Mean loss (nats) over every token after the first, and how many."
     t = torch.from_numpy(np.asarray(tokens).astype(np.int64))
@@ -289,6 +290,10 @@ def evaluate_all(model:nn.Module, # the model, put in eval mode for the call
                                  t[None, full * context + 1:]))
     was_training, total = model.training, 0.0
     model.eval()
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=sum(map(len, (xs for xs, _ in wins))), leave=False,
+                   unit='window', desc='scoring')
     for xs, ys in wins:
         for i in range(0, len(xs), bs):
             x, y = xs[i:i + bs].to(device), ys[i:i + bs].to(device)
@@ -296,5 +301,7 @@ def evaluate_all(model:nn.Module, # the model, put in eval mode for the call
                 logits = model(x)
             total += F.cross_entropy(logits.flatten(0, 1).float(),
                                      y.flatten(), reduction='sum').item()
+            if progress: bar.update(len(x))
+    if progress: bar.close()
     model.train(was_training)
     return total / n, n

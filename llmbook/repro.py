@@ -12,7 +12,7 @@ import numpy as np
 from .speedrun import FLOPS, read_records, record_sets, counts
 from .scaling import read_sweep, fit_law, bootstrap_law, law_start
 
-# %% ../nbs/E_repro.ipynb #de46355b
+# %% ../nbs/E_repro.ipynb #849c27bf
 def headline(number:str, # what the book calls it
              values:list[float], # one per run (seed)
              command:str, # the command that makes the runs
@@ -32,10 +32,10 @@ def spread(h:dict, digits:int=4) -> str:
     "The spread as the table prints it."
     if h['interval']:
         lo, hi = h['interval']
-        return f"[{lo:.{digits}g}, {hi:.{digits}g}]"
-    return '' if h['sd'] is None else f"± {h['sd']:.{digits}f}"
+        return f"[{lo:.{digits}g}, {hi:.{digits}g}] (95%)"
+    return '' if h['sd'] is None else f"± {h['sd']:.{digits}f} (sd)"
 
-# %% ../nbs/E_repro.ipynb #87f231cf
+# %% ../nbs/E_repro.ipynb #e223d7bb
 def speedrun_command(runs:list[dict]) -> str:
     "The `llmbook speedrun` command that repeats a logged set."
     r = runs[0]
@@ -54,18 +54,18 @@ def speedrun_command(runs:list[dict]) -> str:
 def speedrun_headlines(log:Path|str='runs/speedrun') -> list[dict]:
     "The record of each track, from the speedrun log."
     recs, out = read_records(log), []
-    for track, what in (('flops', 'speedrun, portable track (3.6e12 FLOPs)'),
-                        ('clock', 'speedrun, clock track')):
+    for track, what in (('flops', 'speedrun, portable'),
+                        ('clock', 'speedrun, clock')):
         t = record_sets(recs, track)
         name = t[t['record'] == '*'].index[-1]
         runs = [r for r in recs if r['name'] == name and counts(r)]
-        where = '' if track == 'flops' else f", {t.loc[name, 'machine']}"
-        out.append(headline(f"{what}{where}: {name}, bits per byte",
+        where = '' if track == 'flops' else f" ({t.loc[name, 'machine']})"
+        out.append(headline(f"{what}{where}: {name}, bpb",
                             [r['bpb'] for r in runs], speedrun_command(runs),
                             f"{log}/records.jsonl"))
     return out
 
-# %% ../nbs/E_repro.ipynb #afc12d30
+# %% ../nbs/E_repro.ipynb #e8e654d9
 def scaling_headlines(root:Path|str='runs/scaling', # the sweep's folder
                       n_boot:int=200, # bootstrap resamples
                       E_grid:tuple=(0, 0.5, 1.0, 1.5, 2.0), # starts, as in
@@ -85,7 +85,7 @@ def scaling_headlines(root:Path|str='runs/scaling', # the sweep's folder
     for k, sym in (('alpha', 'α'), ('beta', 'β')):
         ci = tuple(float(q) for q in np.quantile([b[k] for b in boot],
                                                  [0.025, 0.975]))
-        rows.append(headline(f"scaling law: {sym} (free fit)", [p[k]] * 1,
+        rows.append(headline(f"scaling law: {sym}", [p[k]],
             meta['command'], f"{root}/sweep.jsonl", ci,
             f"95% bootstrap, {n_boot} resamples of {len(grid)} runs")
             | dict(n=len(grid)))
@@ -97,8 +97,8 @@ def scaling_headlines(root:Path|str='runs/scaling', # the sweep's folder
             reps.setdefault(key(r), []).append(r['val_loss'])
     var = [np.var(v, ddof=1) for v in reps.values()]
     pooled = float(np.sqrt(np.mean(var)))
-    rows.append(headline(f"seed noise: sd of held-out loss, nats (pooled "
-        f"over {len(reps)} points)", [pooled], meta_n['command'],
+    rows.append(headline("seed noise: sd of held-out loss", [pooled],
+        meta_n['command'],
         f"{root}/seeds/sweep.jsonl", None, '') | dict(
         n=sum(len(v) for v in reps.values()), kind='it is itself an sd'))
     return rows, boot

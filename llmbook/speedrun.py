@@ -83,7 +83,7 @@ def busy_reason(r:dict) -> str|None:
         return f"other processes used {r['others_cores']} cores during it"
     return None
 
-# %% ../nbs/15_speedrun.ipynb #66670d9c
+# %% ../nbs/15_speedrun.ipynb #288e0634
 @contextmanager
 def log_lock(log:Path):
     "Hold an exclusive lock on the log folder while a writer rewrites it."
@@ -136,6 +136,7 @@ def speedrun(name:str, # the attempt, e.g. '13-wider'; its runs go in log/name
     log, name = Path(log), check_name(name)
     out = log/name/f'seed-{seed}'
     cfg = parse_overrides(get_preset(preset), sets)  # fail here, not later
+    made = not log.exists()
     track = dict(track='clock') if flops is None else dict(track='flops',
         flops_budget=flops, flop_steps=flop_steps(cfg, flops))
     with log_lock(log):
@@ -149,6 +150,8 @@ def speedrun(name:str, # the attempt, e.g. '13-wider'; its runs go in log/name
     rc, err, wall, others = _run_child(argv, code)
     if rc:
         with log_lock(log): _forget(log, name, seed, out)
+        for d in (out.parent, log) if made else (out.parent,):
+            if d.is_dir() and not any(d.iterdir()): d.rmdir()
         why = (err.strip().splitlines() or ['no message'])[-1]
         raise ChildProcessError(f"attempt {name!r} seed {seed} failed: "
                                 f"{why}")
@@ -156,7 +159,7 @@ def speedrun(name:str, # the attempt, e.g. '13-wider'; its runs go in log/name
                  others) | ({'calibration': calibration} if calibration else {})
     with log_lock(log):
         recs = log/'records.jsonl'
-        old = read_jsonl(recs) if recs.exists() else []
+        old = read_records(log) if recs.exists() else []
         rows = [r for r in old if (r['name'], r.get('seed')) != (name, seed)]
         with atomic_write(recs, 'w') as f:
             f.writelines(json.dumps(r) + '\n' for r in rows + [rec])
@@ -165,12 +168,18 @@ def speedrun(name:str, # the attempt, e.g. '13-wider'; its runs go in log/name
 def _check_free(log:Path, name:str, seed:int, out:Path, force:bool):
     "Refuse to replace a logged run without --force, or any other folder."
     recs = log/'records.jsonl'
-    have = any((r.get('name'), r.get('seed')) == (name, seed)
-               for r in (read_jsonl(recs) if recs.exists() else []))
+    have = any((r['name'], r.get('seed')) == (name, seed)
+               for r in (read_records(log) if recs.exists() else []))
     if have and not force:
         raise FileExistsError(f"{recs} already has attempt {name!r} with "
                               f"seed {seed}; choose another name or seed, or "
                               "pass --force to replace it")
+    top = log/name  # holds only seed-N runs of this log, or nothing
+    if top.exists() and not (top.is_dir() and not top.is_symlink() and all(
+            re.fullmatch(r'seed-\d+', p.name) for p in top.iterdir())):
+        raise FileExistsError(f"{top} already exists and is not an attempt "
+            "of this log; choose another name (--force replaces only runs "
+            "this log holds)")
     if out.exists() and not have and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not a run of this log; "
                               "choose another name or move it away")
@@ -324,7 +333,7 @@ def welch(old:list[float], new:list[float]) -> dict:
     df = (v1 + v2)**2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
     return dict(t=t, df=df, p=t_sf(t, df))
 
-# %% ../nbs/15_speedrun.ipynb #2d90607f
+# %% ../nbs/15_speedrun.ipynb #399269ae
 def counts(r:dict, goal:dict=GOAL) -> bool:
     "Does a run count? On the clock track: a quiet machine, within time."
     if r.get('track') == 'flops': return True  # FLOPs do not feel the load
@@ -339,7 +348,8 @@ def record_sets(recs:list[dict], # read_records(log)
     rows, best = [], {}  # best: machine -> the record's counted bpbs
     names = dict.fromkeys(r['name'] for r in recs if r.get('track') == track)
     for name in names:
-        runs = [r for r in recs if r['name'] == name and r['track'] == track]
+        runs = [r for r in recs if r['name'] == name
+                and r.get('track') == track]
         ok = [r['bpb'] for r in runs if counts(r, goal)]
         mach = 'any' if track == 'flops' else runs[0]['cpu']
         n, mean = len(ok), sum(ok) / len(ok) if ok else float('nan')
@@ -361,10 +371,16 @@ def _short_cpu(cpu:str|None) -> str:
     s = re.sub(r'\((R|TM)\)|\bProcessor\b|\bCPU\b|@.*', '', cpu or '?')
     return ' '.join(s.split())
 
-# %% ../nbs/15_speedrun.ipynb #620fe0e9
+# %% ../nbs/15_speedrun.ipynb #28829cf2
 def read_records(log:Path|str='runs/speedrun') -> list[dict]:
     "The runs in `log/records.jsonl`, in the order they were made."
-    return read_jsonl(Path(log)/'records.jsonl')
+    path = Path(log)/'records.jsonl'
+    recs = read_jsonl(path)
+    for i, r in enumerate(recs, 1):
+        if not (isinstance(r, dict) and {'name', 'bpb'} <= set(r)):
+            raise ValueError(f"{path} line {i} is not a run's record (no "
+                             "name or bpb); fix or remove that line")
+    return recs
 
 def record_line(r:dict) -> str:
     "One run as `llmbook speedrun` prints it."

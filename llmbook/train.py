@@ -8,7 +8,7 @@ __all__ = ['VARIANTS', 'ABLATION', 'PRESETS', 'TrainingDiverged', 'prepare_data'
            'run_texts', 'train_cli']
 
 # %% ../nbs/12_train.ipynb #5a3dffbd
-import json, math, shutil, signal, sys, time
+import json, math, os, shlex, shutil, signal, sys, time
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -16,19 +16,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 from .core import *
-from .data import load_austen, load_texts, train_val_split
-from .data import load_texts_as
+from .data import load_austen, load_texts_as, train_val_split
 from .tokenizer import BPETokenizer
 from .dataset import encode_to_file, load_tokens, random_batch
 from .model import GPTConfig, GPT, count_params, flops_per_token
 from .model import RMSNorm, LayerNorm, SwiGLU, GeluMLP, default_hidden
 from .generate import generate
-from .optim import *
-from .checkpoint import *
-from .optim import _load_optim
-from .checkpoint import _read_meta, _set_rng, _texts_digest
-from .checkpoint import _check_resume, _truncate_log
-from .checkpoint import _read_json, _clean_temps
+from .optim import (SingleProcess, accumulate, bits_per_byte, evaluate,
+    lr_at, lr_at_time, make_optimizer, matmul_peak)
+from .checkpoint import (TrainConfig, clear_run, RunLock, claim_run,
+    check_out_dir, eval_checkpoint, eval_line, find_checkpoint, provenance,
+    load_checkpoint, model_config, parse_overrides, save_checkpoint)
+from .checkpoint import (_set_rng, _texts_digest, _check_resume,
+    _truncate_log, _read_json, _clean_temps)
 
 # %% ../nbs/12_train.ipynb #717d1420
 class TrainingDiverged(ValueError):
@@ -94,9 +94,10 @@ class Trainer:
         self._sigints = []  # Ctrl-Cs seen by `sigint_flag`
         self.best_val, self.best_step, self.best_state = math.inf, None, None
         self.resumed, self.saved_state, self._last_saved = resume, None, None
+        self._lock = None  # the run folder's writer lock (main rank)
         if self.out and self.st.is_main:
-            check_out_dir(self.out, resume, force)
-            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock = claim_run(self.out, 'train', resume, force,
+                                   what=command or 'llmbook.train.Trainer')
         self.st.barrier()
         self.changed, self.resumed_from = {}, None  # recorded in run.json
         self.session = session or {}
@@ -106,19 +107,22 @@ class Trainer:
             self._build()
         except BaseException:  # a new run that cannot start leaves no files
             if not resume: self._discard()
-            raise
+            self._unlock(); raise
 
 # %% ../nbs/12_train.ipynb #0c24a523
 def _discard(self:Trainer):
     "Remove what a new run wrote before it failed (main rank)."
     if not (self.out and self.st.is_main and self.out.is_dir()): return
-    for n in RUN_FILES:
-        p = self.out/n
-        if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
-        else: p.unlink(missing_ok=True)
-    for n in ('last', 'best'): _clean_temps(self.out/n)
-    if not any(self.out.iterdir()): self.out.rmdir()
+    clear_run(self.out, 'train')  # what a train run writes, and nothing else
+    made = self._lock is not None and self._lock.made
+    self._unlock()
+    if made and not any(self.out.iterdir()): self.out.rmdir()
 Trainer._discard = _discard
+
+def _unlock(self:Trainer):
+    "Let go of the run folder: another process may write it now."
+    if self._lock is not None: self._lock.release(); self._lock = None
+Trainer._unlock = _unlock
 
 def _new(self:Trainer, texts, tokenizer, model=None):
     "Fresh run: prepare the data (main rank), seed, initialise the model."
@@ -348,6 +352,8 @@ Trainer._stop_reason = _stop_reason
 # %% ../nbs/12_train.ipynb #0f093d91
 def fit(self:Trainer) -> Trainer:
     "Run the loop to `cfg.steps` (or an interruption); return self."
+    if self.out and self.st.is_main and self._lock is None:  # fit again
+        self._lock = RunLock(self.out, self.command or 'llmbook.train')
     t0, start, bar = time.time(), self.step, self._bar()
     self._clock = time.perf_counter() - self.elapsed0  # see _elapsed
     self._time_up = False
@@ -360,7 +366,7 @@ def fit(self:Trainer) -> Trainer:
     except BaseException:  # a new run without a checkpoint: leave nothing
         if bar is not None: bar.close()
         if not self.resumed: self._discard()
-        raise
+        self._unlock(); raise
     try:
         with sigint_flag(self._sigints):
             self.stopped = self._loop(bar, start)
@@ -369,7 +375,8 @@ def fit(self:Trainer) -> Trainer:
         self.stopped = 'diverged'; raise
     finally:
         if bar is not None: bar.close()
-        self._finish(t0, start)
+        try: self._finish(t0, start)
+        finally: self._unlock()
     return self
 Trainer.fit = fit
 
@@ -392,7 +399,7 @@ def _bar(self:Trainer):
     if not (self.progress and self.st.is_main): return None
     from tqdm.auto import tqdm
     return tqdm(total=self.cfg.steps, initial=self.step, unit='step',
-                dynamic_ncols=True)
+                dynamic_ncols=True, smoothing=0)  # ETA: steady mean rate
 
 def _tick(self:Trainer, bar, rec:dict):
     "Advance the progress bar by one step."
@@ -542,23 +549,23 @@ def ablate_cli(a, # parsed `llmbook ablate` arguments
               ) -> dict:
     "Run `llmbook ablate`: train the variants, write the log to `a.out`."
     out = Path(a.out)
-    if (out/'run.json').exists() and not a.force:
-        raise FileExistsError(f"{out} already holds an ablation; add --force "
-                              "to replace it")
+    check_out_dir(out, False, a.force, 'ablation')  # before hours of training
     if a.threads: set_threads(a.threads)
     cfg = replace(ABLATION, **({'steps': a.steps} if a.steps else {}))
     t0 = time.time()
     runs = ablate(cfg, a.seeds, a.variants, run_texts(a.text)[0],
                   log=print)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out/'ablation.jsonl', 'w') as f:
-        for (name, seed), (n, hist) in runs.items():
-            f.write(json.dumps(dict(variant=name, seed=seed, params=n,
-                                    history=hist)) + '\n')
-    meta = dict(command=_command(a), config=asdict(cfg), seeds=list(a.seeds),
-                variants={k: VARIANTS[k] for k in a.variants or VARIANTS},
-                **provenance(out), duration_s=round(time.time() - t0, 1))
-    with atomic_write(out/'run.json', 'w') as f: json.dump(meta, f, indent=1)
+    with claim_run(out, 'ablation', False, a.force, what=_command(a)):
+        with atomic_write(out/'ablation.jsonl', 'w') as f:
+            for (name, seed), (n, hist) in runs.items():
+                f.write(json.dumps(dict(variant=name, seed=seed, params=n,
+                                        history=hist)) + '\n')
+        meta = dict(command=_command(a), config=asdict(cfg),
+                    seeds=list(a.seeds), variants={k: VARIANTS[k] for k in
+                    a.variants or VARIANTS}, **provenance(out),
+                    duration_s=round(time.time() - t0, 1))
+        with atomic_write(out/'run.json', 'w') as f:
+            json.dump(meta, f, indent=1)
     print(f"{len(runs)} runs in {meta['duration_s']:.0f} s; log in {out}")
     return runs
 
@@ -622,13 +629,16 @@ def run_texts(paths:list[str]|None, # --text files/folders (None: Austen)
     texts, done = {}, {}
     for p in paths:
         t, d = load_texts_as(p, how)
+        if dup := sorted(set(t) & set(texts)):
+            raise ValueError(f"two --text files are both called {dup[0]!r} "
+                             f"(one in {p}); rename one, or pass the folder "
+                             "that holds both")
         texts |= t; done |= d
     return texts, done
 
 # %% ../nbs/12_train.ipynb #a3847d8e
 def _command(a) -> str:
     "The `llmbook` command line that `a` was parsed from."
-    import shlex
     if getattr(a, 'argv', None): return shlex.join(['llmbook', *a.argv])
     out = ['llmbook', getattr(a, 'cmd', None) or 'train']
     for k, v in vars(a).items():
@@ -641,10 +651,10 @@ def _command(a) -> str:
 # %% ../nbs/12_train.ipynb #076821c2
 def _final_eval(out:Path, device:str|None):
     "Score `best` on every held-out token; print it, keep it in run.json."
-    r = eval_checkpoint(out, 'best', device=device)
+    r = eval_checkpoint(out, 'best', device=device,
+                        progress=sys.stderr.isatty())
     print(f"held-out, every token: {eval_line(r)}")
-    run = json.loads((out/'run.json').read_text())
-    run['eval'] = r
+    run = json.loads((out/'run.json').read_text()) | {'eval': r}
     with atomic_write(out/'run.json', 'w') as f: json.dump(run, f, indent=1)
 
 def train_cli(a, # parsed `llmbook train` arguments
@@ -660,11 +670,14 @@ def train_cli(a, # parsed `llmbook train` arguments
     if a.threads: set_threads(a.threads)
     out = Path(a.out or Path('out')/a.preset)
     texts, done = run_texts(a.text, getattr(a, 'clean', 'auto'))
-    t = Trainer(cfg, texts, out, resume=a.resume,
-                force=a.force, strategy=strategy, device=a.device,
-                stop_after=a.stop_after, progress=not a.quiet,
-                command=_command(a),
-                session=done and dict(cleaning=done)).fit()
+    t = Trainer(cfg, texts, out, resume=a.resume, force=a.force,
+                strategy=strategy, device=a.device, stop_after=a.stop_after,
+                progress=not a.quiet, command=_command(a),
+                session=done and dict(cleaning=done))
+    if not a.quiet and t.st.is_main and t.st.device.type == 'cpu' and \
+            (w := busy_warning(torch.get_num_threads())):
+        print(w, file=sys.stderr)
+    t.fit()
     if t.st.is_main:
         print(f"step {t.step}/{cfg.steps}: best val loss {t.best_val:.4f} "
               f"at step {t.best_step}; run in {out}")
@@ -674,8 +687,9 @@ def train_cli(a, # parsed `llmbook train` arguments
                      f"{ev[-1]['val_loss']:.4f}, perplexity "
                      f"{ev[-1]['val_ppl']:.2f}, {ev[-1]['val_bpb']:.4f} "
                      "bits per byte")
-        if (out/'best').exists() and not getattr(a, 'no_eval', False):
-            _final_eval(out, a.device)
+        if (out/'best').exists() and not (getattr(a, 'no_eval', False)
+                                          or t.interrupted):  # exit now
+            with RunLock(out, _command(a)): _final_eval(out, a.device)
     if t.interrupted:
         sig = t._sigints[0]
         why = ('interrupted' if sig == signal.SIGINT

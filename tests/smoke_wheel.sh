@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `pip install llmbook` as a user gets it: build the wheel, install it in a fresh venv
+# `pip install llmbook` as a user gets it: build the sdist, the wheel from it, install it in a fresh venv
 # (torch's CPU build first, no extras), and run the console script from a folder
 # outside the repository. Usage: tests/smoke_wheel.sh [WORKDIR]  (default: a temp dir)
 set -euo pipefail
@@ -8,8 +8,13 @@ work="${1:-$(mktemp -d)}"
 mkdir -p "$work"
 pipq=(--quiet --disable-pip-version-check)
 
-echo "== wheel"
-python3 -m pip wheel "${pipq[@]}" --no-deps --no-build-isolation -w "$work/dist" "$repo"
+echo "== sdist, then the wheel built from the sdist alone (as pip builds it from PyPI)"
+rm -rf "$work/sdist" "$work/dist"
+python3 -m build --sdist --no-isolation -o "$work/sdist" "$repo" > "$work/sdist.log" 2>&1 \
+  || { tail -20 "$work/sdist.log"; echo "FAIL: the sdist does not build"; exit 1; }
+sdist=$(ls "$work"/sdist/llmbook-*.tar.gz)
+tar tzf "$sdist" | grep -q '/settings.ini$' || { echo "FAIL: the sdist has no settings.ini"; exit 1; }
+python3 -m pip wheel "${pipq[@]}" --no-deps --no-build-isolation -w "$work/dist" "$sdist"
 wheel=$(ls "$work"/dist/llmbook-*.whl)
 
 echo "== fresh venv: torch (CPU build), then the wheel without extras"

@@ -264,7 +264,7 @@ def test_bad_setting_is_one_line_before_the_disk(root, setting):
 
 
 def test_bad_setting_in_the_api_is_one_line():
-    from llmbook.train import TrainConfig
+    from llmbook.checkpoint import TrainConfig
     with pytest.raises(ValueError, match=r'setting bs=0 is not allowed'): TrainConfig(bs=0)
 
 
@@ -318,3 +318,326 @@ def test_bad_clean_choice_is_one_line(root):
     refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
             root/'text.txt', '--clean', 'joined', code=2, absent=[root/'new'],
             needles=('argument --clean', "'joined'"))
+
+
+# -- issue #24: one owner for every run folder. Each probe: one line, no traceback, and the
+# folders hashed before and after are unchanged (nothing lost, nothing half-written).
+def _nest(n=3000):  # JSON nested deeper than Python's parser can follow
+    return '[' * n + ']' * n
+
+
+def test_export_force_keeps_notes_and_runs_beside_an_export(root, tmp_path):
+    proj = tmp_path/'proj'
+    shutil.copytree(root/'hf', proj)  # an earlier export ...
+    (proj/'NOTES.md').write_text('mine')  # ... with notes and a run three levels down
+    shutil.copytree(root/'pre'/'best', proj/'runs'/'2024'/'austen'/'best')
+    refused(tmp_path, 'export-hf', '--ckpt', root/'pre', '--out', proj, '--force',
+            needles=('not an earlier export', 'NOTES.md'))
+
+
+def test_export_force_through_a_symlink_is_refused(root, tmp_path):
+    shutil.copytree(root/'hf', tmp_path/'real')
+    (tmp_path/'link').symlink_to(tmp_path/'real')
+    refused(tmp_path, 'export-hf', '--ckpt', root/'pre', '--out', tmp_path/'link', '--force',
+            needles=('symbolic link',))
+
+
+@pytest.mark.parametrize('force', [[], ['--force']], ids=['plain', 'force'])
+def test_train_into_a_folder_that_is_not_a_run_is_refused(root, tmp_path, force):
+    mine = tmp_path/'mine'
+    mine.mkdir(); (mine/'data.json').write_text('{"mine": 1}')
+    refused(tmp_path, 'train', '--preset', 'austen-tiny', '--out', mine, '--text',
+            root/'text.txt', '--quiet', *TINY, *force, needles=('holds no llmbook run', 'data.json'))
+
+
+def test_train_that_fails_leaves_the_users_files(root, tmp_path):
+    "A new run in an empty folder that fails (text too short) leaves the folder as it was."
+    (tmp_path/'short.txt').write_text('Too short.')
+    (tmp_path/'new').mkdir()
+    refused(tmp_path, 'train', '--preset', 'austen-tiny', '--out', tmp_path/'new', '--text',
+            tmp_path/'short.txt', '--quiet', *TINY)
+
+
+def test_train_force_over_a_finetune_is_refused(root):
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'clf', '--text',
+            root/'text.txt', '--quiet', *TINY, '--force',
+            needles=('a classify fine-tune', 'not a train run'))
+
+
+def test_train_force_keeps_files_beside_the_run(root, tmp_path):
+    run = tmp_path/'run'
+    shutil.copytree(root/'pre', run)
+    (run/'NOTES.md').write_text('mine')
+    code, _, err = cli('train', '--preset', 'austen-tiny', '--out', run, '--text',
+                       root/'text.txt', '--quiet', '--steps', 2, '--device', 'cpu', *TINY,
+                       '--force', '--no-eval')
+    assert code == 0, err
+    assert (run/'NOTES.md').read_text() == 'mine'
+
+
+def test_train_out_that_is_a_symlink_is_refused(root, tmp_path):
+    (tmp_path/'link').symlink_to(root/'pre')
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', tmp_path/'link', '--text',
+            root/'text.txt', '--quiet', *TINY, '--force', needles=('symbolic link',))
+
+
+@pytest.mark.parametrize('out', ['pre', 'pre/sub'])
+def test_finetune_out_over_its_base_is_refused(root, out):
+    refused(root, 'finetune', 'classify', '--base', root/'pre', '--out', root/out, '--force',
+            '--quiet', needles=('overlap',))
+
+
+def test_finetune_force_over_a_pretrained_run_is_refused(root):
+    refused(root, 'finetune', 'classify', '--base', root/'clf', '--out', root/'pre', '--force',
+            '--quiet', needles=('a train run', 'not a finetune run'))
+
+
+def test_sweep_force_over_a_train_run_is_refused(root):
+    refused(root, 'sweep', '--toy', '--out', root/'pre', '--force',
+            needles=('a train run', 'not a sweep run'))
+
+
+def test_sweep_again_without_resume_keeps_an_interrupted_log(tmp_path):
+    out = tmp_path/'swA'
+    out.mkdir()
+    (out/'sweep.jsonl').write_text('{"axis": "grid", "size": "T1", "steps": 4}\n' * 2)
+    refused(tmp_path, 'sweep', '--toy', '--out', out, needles=('already holds a sweep', '--resume'))
+
+
+def test_sweep_into_a_folder_that_is_not_a_run_is_refused(tmp_path):
+    (tmp_path/'mine').mkdir(); (tmp_path/'mine'/'notes.txt').write_text('x')
+    refused(tmp_path, 'sweep', '--toy', '--out', tmp_path/'mine', '--force',
+            needles=('holds no llmbook run',))
+
+
+@pytest.mark.parametrize('name', ['../victim', '..', '.', 'a/b', '.hidden'])
+def test_speedrun_name_cannot_leave_the_log(tmp_path, name):
+    (tmp_path/'victim').mkdir(); (tmp_path/'victim'/'run.json').write_text('{}')
+    refused(tmp_path, 'speedrun', name, '--change', 'x', '--log', tmp_path/'log', '--force',
+            needles=('must be one folder name',), absent=[tmp_path/'log'])
+
+
+def test_speedrun_does_not_replace_a_train_run_of_the_same_name(root, tmp_path):
+    shutil.copytree(root/'pre', tmp_path/'log'/'a')
+    refused(tmp_path, 'speedrun', 'a', '--change', 'x', '--log', tmp_path/'log',
+            '--no-calibrate', needles=('already exists', '--force'))
+
+
+def test_speedrun_force_does_not_replace_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path/'log'/'a').mkdir(parents=True); (tmp_path/'log'/'a'/'notes.txt').write_text('x')
+    refused(tmp_path, 'speedrun', 'a', '--change', 'x', '--log', tmp_path/'log', '--force',
+            '--no-calibrate', needles=('is not an attempt of this log',))
+
+
+def test_failed_speedrun_attempt_is_one_line(tmp_path, monkeypatch):
+    import llmbook.speedrun as sr
+    monkeypatch.setattr(sr, '_run_child', lambda *a, **k: (
+        1, 'Traceback (most recent call last):\nValueError: boom\n', 1.0, 0.0))
+    refused(tmp_path, 'speedrun', 'a', '--change', 'x', '--log', tmp_path/'log',
+            '--no-calibrate', needles=("attempt 'a' seed 1 failed", 'boom'),
+            absent=[tmp_path/'log'])
+
+
+def test_speedrun_record_without_a_name_is_one_line(tmp_path):
+    (tmp_path/'log').mkdir(); (tmp_path/'log'/'records.jsonl').write_text('{"bpb": 1.6}\n')
+    refused(tmp_path, 'speedrun', 'a', '--change', 'x', '--log', tmp_path/'log',
+            '--no-calibrate', needles=('records.jsonl line 1', 'no name'))
+
+
+# -- one writer per run folder; readers never see a half-swapped checkpoint
+def _held(folder):
+    from llmbook.checkpoint import RunLock
+    return RunLock(folder, 'llmbook train --out elsewhere (a test)')
+
+
+def test_second_resume_while_a_run_is_written_is_refused(root):
+    with _held(root/'pre'):
+        before = snap(root/'clf')
+        c, _, err = cli(*_resume_pre(root, root/'pre', '--steps', 6))
+        one_line(c, err, 1, 'being written by another llmbook process', 'a test')
+        assert snap(root/'clf') == before
+
+
+def test_sweep_into_a_folder_being_written_is_refused(tmp_path):
+    (tmp_path/'sw').mkdir()
+    (tmp_path/'sw'/'sweep.jsonl').write_text('{"axis": "grid", "size": "T1", "steps": 4}\n')
+    with _held(tmp_path/'sw'):
+        c, _, err = cli('sweep', '--toy', '--out', tmp_path/'sw', '--resume')
+        one_line(c, err, 1, 'being written by another llmbook process')
+    assert (tmp_path/'sw'/'sweep.jsonl').read_text().count('\n') == 1
+
+
+def test_finetune_resume_while_it_is_written_is_refused(root):
+    with _held(root/'clf'):
+        c, _, err = cli('finetune', 'classify', '--out', root/'clf', '--resume', '--quiet')
+        one_line(c, err, 1, 'being written by another llmbook process')
+
+
+def test_loading_while_saving_never_sees_a_damaged_checkpoint(root, tmp_path):
+    import threading
+    from llmbook.checkpoint import load_checkpoint, save_checkpoint
+    shutil.copytree(root/'pre', tmp_path/'run')
+    model, tok, cfg, st = load_checkpoint(tmp_path/'run', 'last')
+    stop, errors = threading.Event(), []
+    def saver():
+        while not stop.is_set():
+            save_checkpoint(tmp_path/'run'/'last', model, cfg, tmp_path/'run'/'tokenizer.txt', 4)
+    t = threading.Thread(target=saver); t.start()
+    try:
+        for _ in range(30):
+            try: load_checkpoint(tmp_path/'run', 'last')
+            except (ValueError, OSError) as e: errors.append(str(e))
+    finally: stop.set(); t.join()
+    assert not errors, errors[0]
+
+
+def test_a_failed_run_json_write_keeps_the_finetunes_record(root, tmp_path, monkeypatch):
+    import errno, llmbook.instruct as ins
+    shutil.copytree(root/'clf', tmp_path/'clf')
+    before = (tmp_path/'clf'/'run.json').read_bytes()
+    def full(obj, f, **k):
+        f.write('{"base": '); raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(ins.json, 'dump', full)
+    c, _, err = cli('finetune', 'classify', '--out', tmp_path/'clf', '--resume', '--quiet',
+                    '--stop-after', 1, '--device', 'cpu')
+    one_line(c, err, 1, 'No space left on device')
+    assert (tmp_path/'clf'/'run.json').read_bytes() == before
+
+
+# -- tracebacks that became one line
+def test_tiny_temperature_is_one_line(root):
+    refused(root, 'generate', '--ckpt', root/'pre', '--temperature', '1e-40',
+            needles=('too small', 'use 0'))
+
+
+def test_set_nested_too_deeply_is_one_line(root):
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', '--set', 'sample_steps=' + _nest(),
+            needles=('nested too deeply',), absent=[root/'new'])
+
+
+@pytest.mark.parametrize('data', ['nested', 'ten records'])
+def test_bad_instruction_file_is_one_line(root, tmp_path, data):
+    f = tmp_path/'instr.json'
+    f.write_text(_nest() if data == 'nested' else json.dumps(
+        [dict(instruction=f'Say {i}.', input='', output=f'{i}') for i in range(10)]))
+    refused(root, 'finetune', 'instruct', '--base', root/'pre', '--out', root/'new', '--quiet',
+            '--data', f, '--steps', 2, needles=('instr.json',), absent=[root/'new'])
+
+
+def test_meta_json_nested_too_deeply_is_one_line(root, tmp_path):
+    shutil.copytree(root/'pre'/'best', tmp_path/'run'/'best')
+    (tmp_path/'run'/'best'/'meta.json').write_text(_nest())
+    refused(tmp_path, 'generate', '--ckpt', tmp_path/'run', needles=('nested too deeply',))
+
+
+def test_disk_full_inside_safetensors_is_one_line(root, monkeypatch):
+    import llmbook.checkpoint as ck
+    from safetensors import SafetensorError
+    def full(*a, **k): raise SafetensorError('Error while serializing: I/O error: No space left '
+                                             'on device (os error 28)')
+    monkeypatch.setattr(ck, 'save_file', full)
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', *TINY, needles=('No space left on device',),
+            absent=[root/'new'])
+
+
+def test_readme_outside_the_repository_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    refused(tmp_path, 'readme', needles=('root of the llmbook repository',),
+            absent=[tmp_path/'README.md'])
+
+
+# -- hangs and silent wrong results that became one line
+def _edit_meta(ck, **over):
+    m = json.loads((ck/'meta.json').read_text())
+    for k, v in over.items():
+        if v is None: m.pop(k)
+        else: m[k] = v
+    (ck/'meta.json').write_text(json.dumps(m))
+
+
+def test_meta_json_of_a_huge_model_is_refused_before_building_it(root, tmp_path):
+    ck = tmp_path/'run'/'best'
+    shutil.copytree(root/'pre'/'best', ck)
+    cfg = json.loads((ck/'meta.json').read_text())['config']
+    _edit_meta(ck, config=cfg | {'n_layer': 2_000_000})
+    t0 = time.time()
+    refused(tmp_path, 'generate', '--ckpt', tmp_path/'run', needles=('does not match',))
+    assert time.time() - t0 < 30
+
+
+def test_meta_json_without_checksums_is_refused(root, tmp_path):
+    ck = tmp_path/'run'/'best'
+    shutil.copytree(root/'pre'/'best', ck)
+    _edit_meta(ck, files=None)
+    (ck/'model.safetensors').write_bytes((ck/'model.safetensors').read_bytes()[:-1])
+    refused(tmp_path, 'eval', '--ckpt', tmp_path/'run', needles=('is not an llmbook checkpoint',))
+
+
+def test_two_text_files_with_one_name_are_refused(root, tmp_path):
+    for d in 'ab':
+        (tmp_path/d).mkdir(); shutil.copy(root/'text.txt', tmp_path/d/'book.txt')
+    refused(tmp_path, 'train', '--preset', 'austen-tiny', '--out', tmp_path/'new', '--text',
+            tmp_path/'a'/'book.txt', tmp_path/'b'/'book.txt', '--quiet', *TINY,
+            needles=("both called 'book'",), absent=[tmp_path/'new'])
+
+
+def test_eval_of_a_held_out_split_another_tokenizer_made_is_refused(root, tmp_path):
+    from llmbook.tokenizer import BPETokenizer
+    run = tmp_path/'run'
+    shutil.copytree(root/'pre', run)  # the checkpoint, in a run whose val.bin ...
+    BPETokenizer.train('An entirely different text, about other things. ' * 50, 300).save(
+        run/'tokenizer.txt')  # ... another tokenizer wrote
+    refused(tmp_path, 'eval', '--ckpt', run, needles=("not made by this checkpoint's tokenizer",
+                                                     '--text'))
+
+
+def test_an_edited_austen_file_is_refused_though_its_sha_is_known(offline):
+    from llmbook.data import AUSTEN
+    (offline/'data'/'austen').mkdir()
+    for b in AUSTEN.values():
+        (offline/'data'/b.file).write_text('It is a truth universally acknowledged. ' * 200)
+    refused(offline, 'train', '--preset', 'austen-tiny', '--out', offline/'run', '--quiet',
+            needles=('is not the file llmbook pins', 'restore the original'),
+            absent=[offline/'run'])
+
+
+def test_sigterm_saves_last_and_exits_without_the_final_scoring(root, tmp_path):
+    "A scheduler's SIGTERM: `last` saved, exit 143 within seconds, no held-out evaluation after it."
+    out = tmp_path/'run'
+    p = subprocess.Popen(['llmbook', 'train', '--preset', 'austen-tiny', '--out', str(out),
+                          '--text', str(root/'text.txt'), '--quiet', '--device', 'cpu',
+                          '--steps', '5000', *TINY], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 120 and not ((out/'metrics.jsonl').exists() and len(
+            (out/'metrics.jsonl').read_text().splitlines()) > 5):
+        time.sleep(0.2)
+    t1 = time.time()
+    p.send_signal(signal.SIGTERM)
+    stdout, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    assert time.time() - t1 < 30, 'took too long to stop'
+    assert 'held-out, every token' not in stdout and 'Traceback' not in err, (stdout, err)
+    assert (out/'last'/'meta.json').exists() and not (out/'.llmbook.lock').exists()
+
+
+def test_sigterm_during_sweep_resume_keeps_the_finished_runs(root, tmp_path):
+    "SIGTERM while the log is being rewritten: the finished runs are still in it afterwards."
+    out = tmp_path/'sw'
+    out.mkdir()
+    kept = ''.join(json.dumps(dict(axis='grid', size='T1', steps=n, frac=1, val_bpb=3.0)) + '\n'
+                   for n in (4, 8))
+    (out/'sweep.jsonl').write_text(kept)
+    p = subprocess.Popen(['llmbook', 'sweep', '--toy', '--resume', '--threads', '1', '--out',
+                          str(out), '--text', str(root/'text.txt')], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    t0 = time.time()  # the log is truncated, its kept lines still in a buffer: stop it now
+    while time.time() - t0 < 120 and p.poll() is None and (out/'sweep.jsonl').stat().st_size:
+        time.sleep(0.005)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode in (130, 143) and 'Traceback' not in err, err
+    assert (out/'sweep.jsonl').read_text().startswith(kept)
+    assert not (out/'.llmbook.lock').exists()

@@ -233,6 +233,20 @@ def test_lint_catches_an_upward_import_and_a_long_module(book):
     assert any('optim.py has' in x for x in probs)
 
 
+def test_lint_catches_a_relative_upward_import(book):
+    p = book/'llmbook'/'optim.py'
+    p.write_text(p.read_text() + '\nfrom .checkpoint import TrainConfig\n')
+    assert any('llmbook.optim imports llmbook.checkpoint' in x for x in bl.check_module_order(book))
+
+
+def test_lint_catches_a_name_imported_through_another_module(book):
+    assert bl.check_import_sources(book) == []
+    p = book/'llmbook'/'classify.py'
+    p.write_text(p.read_text() + '\nfrom .train import TrainConfig\n')
+    probs = bl.check_import_sources(book)
+    assert len(probs) == 1 and 'TrainConfig through llmbook.train' in probs[0], probs
+
+
 # ---- what our own render showed (issue #22), each check shown to bite ----
 
 def _png_output(width_px):

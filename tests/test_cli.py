@@ -106,3 +106,24 @@ def test_hf_extra_names_transformers_and_tokenizers():
     hf = cfg['DEFAULT']['hf_requirements'].split()
     assert any(p.startswith('transformers') for p in hf) and 'tokenizers' in hf
     assert "'hf': hf_requirements" in (ROOT/'setup.py').read_text()
+
+
+def test_classifiers_say_what_settings_ini_says_and_the_licence_is_spdx():
+    r = subprocess.run([sys.executable, 'setup.py', '--classifiers'], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'Development Status :: 3 - Alpha' in r.stdout and 'License ::' not in r.stdout
+    assert "license_expression=lic" in (ROOT/'setup.py').read_text()
+
+
+def test_readme_test_section_names_the_data_and_the_threads():
+    readme = (ROOT/'README.md').read_text()
+    tests = readme[readme.index('Run every test'):readme.index('## Working on the book')]
+    assert 'LLMBOOK_DATA' in tests and 'OMP_NUM_THREADS=1' in tests
+    assert '--threads 1' in readme and 'pip install -e .' in readme
+
+
+def test_env_shows_the_load_and_the_threads():
+    r = llmbook('env', '--json')
+    info = json.loads(r.stdout)
+    assert 'load (1, 5, 15 min)' in info and 'torch threads' in info

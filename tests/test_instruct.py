@@ -4,7 +4,8 @@ from pathlib import Path
 from procs import sigint_once_logged
 import pytest, torch
 from llmbook.instruct import *
-from llmbook.train import TrainConfig, Trainer
+from llmbook.checkpoint import TrainConfig
+from llmbook.train import Trainer
 
 
 @pytest.mark.parametrize('text,msg', [

@@ -9,7 +9,7 @@ from llmbook.data import load_austen
 from llmbook.tokenizer import BPETokenizer
 from llmbook.model import GPT
 from llmbook.hf import randomize_
-from llmbook.train import TrainConfig, model_config, save_checkpoint
+from llmbook.checkpoint import TrainConfig, model_config, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = 'It is a truth universally acknowledged'
@@ -104,7 +104,7 @@ def test_missing_checkpoint_is_one_line(tmp_path):
 def test_gpt2_style_exports_as_gpt2(tmp_path, books):
     from transformers import AutoModelForCausalLM
     from llmbook.interop import export_checkpoint
-    from llmbook.train import load_checkpoint
+    from llmbook.checkpoint import load_checkpoint
     run_dir = make_ckpt(tmp_path, books, style='gpt2')
     out = export_checkpoint(run_dir, tmp_path/'hf')
     hf = AutoModelForCausalLM.from_pretrained(out).eval()

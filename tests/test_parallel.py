@@ -159,7 +159,7 @@ def test_llmbook_train_fsdp_resumed_follows_one_process(tmp_path):
     "`--strategy fsdp` on 2 ranks, stopped and resumed, against 1 process; checkpoints interchangeable."
     from llmbook.cli import main
     from llmbook.data import load_austen
-    from llmbook.train import load_checkpoint
+    from llmbook.checkpoint import load_checkpoint
     from safetensors.torch import load_file
     text = tmp_path/'austen.txt'
     text.write_text(load_austen(1342)['Pride and Prejudice'][:20_000])
