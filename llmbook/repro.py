@@ -12,7 +12,7 @@ import numpy as np
 from .speedrun import FLOPS, read_records, record_sets, counts
 from .scaling import read_sweep, fit_law, bootstrap_law, law_start
 
-# %% ../nbs/E_repro.ipynb #849c27bf
+# %% ../nbs/E_repro.ipynb #c58a183b
 def headline(number:str, # what the book calls it
              values:list[float], # one per run (seed)
              command:str, # the command that makes the runs
@@ -32,7 +32,7 @@ def spread(h:dict, digits:int=4) -> str:
     "The spread as the table prints it."
     if h['interval']:
         lo, hi = h['interval']
-        return f"[{lo:.{digits}g}, {hi:.{digits}g}] (95%)"
+        return f"[{lo:.{digits}f}, {hi:.{digits}f}] (95%)"
     return '' if h['sd'] is None else f"± {h['sd']:.{digits}f} (sd)"
 
 # %% ../nbs/E_repro.ipynb #e223d7bb
@@ -103,10 +103,10 @@ def scaling_headlines(root:Path|str='runs/scaling', # the sweep's folder
         n=sum(len(v) for v in reps.values()), kind='it is itself an sd'))
     return rows, boot
 
-# %% ../nbs/E_repro.ipynb #fd9ff6e6
+# %% ../nbs/E_repro.ipynb #95156392
 def run_headline(run:Path|str, # a run folder of `llmbook train`
                  number:str) -> dict:
-    "A training run's best held-out loss: one run."
+    "A training run's best validation loss: one run."
     r = json.loads((Path(run)/'run.json').read_text())
     return headline(number, [r['best_val_loss']], r['sessions'][0]['command'],
                     f"{run}/run.json")

@@ -20,7 +20,8 @@ from .tokenizer import BPETokenizer
 from .model import count_params, flops_per_token
 from .optim import evaluate_all, bits_per_byte
 from .checkpoint import TrainConfig, model_config
-from .checkpoint import provenance, atomic_write
+from .core import atomic_write
+from .checkpoint import provenance
 from .train import Trainer, read_jsonl, run_texts, _command
 
 # %% ../nbs/14_scaling.ipynb #7d6a87b5

@@ -478,7 +478,7 @@ def _defines(py:Path) -> set:
 
 # nbs/14_scaling.ipynb is edited elsewhere (issue #24's other half): it should import
 # atomic_write from llmbook.core; drop this entry when it does.
-THROUGH_PENDING = {('scaling.py', 'atomic_write')}
+THROUGH_PENDING = set()  # names still imported through another module
 
 
 def check_import_sources(root):
