@@ -35,7 +35,7 @@ def spread(h:dict, digits:int=4) -> str:
         return f"[{lo:.{digits}f}, {hi:.{digits}f}] (95%)"
     return '' if h['sd'] is None else f"± {h['sd']:.{digits}f} (sd)"
 
-# %% ../nbs/E_repro.ipynb #e223d7bb
+# %% ../nbs/E_repro.ipynb #70386246
 def speedrun_command(runs:list[dict]) -> str:
     "The `llmbook speedrun` command that repeats a logged set."
     r = runs[0]
@@ -60,7 +60,7 @@ def speedrun_headlines(log:Path|str='runs/speedrun') -> list[dict]:
         name = t[t['record'] == '*'].index[-1]
         runs = [r for r in recs if r['name'] == name and counts(r)]
         where = '' if track == 'flops' else f" ({t.loc[name, 'machine']})"
-        out.append(headline(f"{what}{where}: {name}, bpb",
+        out.append(headline(f"{what}{where}: {name}",
                             [r['bpb'] for r in runs], speedrun_command(runs),
                             f"{log}/records.jsonl"))
     return out
