@@ -13,7 +13,8 @@ rm -rf "$work/sdist" "$work/dist"
 python3 -m build --sdist --no-isolation -o "$work/sdist" "$repo" > "$work/sdist.log" 2>&1 \
   || { tail -20 "$work/sdist.log"; echo "FAIL: the sdist does not build"; exit 1; }
 sdist=$(ls "$work"/sdist/llmbook-*.tar.gz)
-tar tzf "$sdist" | grep -q '/settings.ini$' || { echo "FAIL: the sdist has no settings.ini"; exit 1; }
+tar tzf "$sdist" > "$work/sdist.txt"  # listed first: grep -q in a pipe would SIGPIPE tar under pipefail
+grep -q '/settings.ini$' "$work/sdist.txt" || { echo "FAIL: the sdist has no settings.ini"; exit 1; }
 python3 -m pip wheel "${pipq[@]}" --no-deps --no-build-isolation -w "$work/dist" "$sdist"
 wheel=$(ls "$work"/dist/llmbook-*.whl)
 
