@@ -191,14 +191,21 @@ def _run_info(run:Path) -> dict:
 # %% ../nbs/C_web.ipynb #07976254
 def check_web_out(out:Path|str, # the bundle folder to create
                   force:bool=False): # replace an earlier bundle there
-    "Refuse an `out` that is a file, or a folder that is not a bundle."
+    "Refuse an `out` that is a file, a link, or a folder that is not a bundle."
     out = Path(out)
+    if out.is_symlink():
+        raise FileExistsError(f"{out} is a symbolic link; give the folder "
+                              "itself as OUT")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} is a file; choose another OUT")
     if not out.exists() or not any(out.iterdir()): return
     if not (out/'manifest.json').is_file():
         raise FileExistsError(f"{out} is not empty and not a web bundle (no "
                               "manifest.json); choose another OUT")
+    extra = sorted(p.name for p in out.iterdir() if p.name not in BUNDLE)
+    if extra:  # --force replaces a bundle, never what else is there
+        raise FileExistsError(f"{out} holds files that are not the bundle's "
+            f"({', '.join(extra[:3])}); move them or choose another OUT")
     if not force:
         raise FileExistsError(f"{out} exists; add --force to replace it")
 

@@ -342,6 +342,28 @@ def test_export_force_through_a_symlink_is_refused(root, tmp_path):
             needles=('symbolic link',))
 
 
+def _bundle(where):
+    "An earlier web bundle's three files (their content is not read)."
+    where.mkdir(parents=True)
+    for f in ('manifest.json', 'model.onnx', 'tokenizer.json'): (where/f).write_text('{}')
+    return where
+
+
+def test_export_web_force_keeps_notes_and_runs_beside_a_bundle(root, tmp_path):
+    proj = _bundle(tmp_path/'proj')
+    (proj/'NOTES.md').write_text('mine')
+    shutil.copytree(root/'pre'/'best', proj/'runs'/'austen'/'best')
+    refused(tmp_path, 'export-web', root/'pre', proj, '--force',
+            needles=("not the bundle's", 'NOTES.md'))
+
+
+def test_export_web_force_through_a_symlink_is_refused(root, tmp_path):
+    _bundle(tmp_path/'real')
+    (tmp_path/'link').symlink_to(tmp_path/'real')
+    refused(tmp_path, 'export-web', root/'pre', tmp_path/'link', '--force',
+            needles=('symbolic link',))
+
+
 @pytest.mark.parametrize('force', [[], ['--force']], ids=['plain', 'force'])
 def test_train_into_a_folder_that_is_not_a_run_is_refused(root, tmp_path, force):
     mine = tmp_path/'mine'
