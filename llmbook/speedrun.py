@@ -9,12 +9,11 @@ __all__ = ['GOAL', 'FLOPS', 'SEEDS', 'P_RECORD', 'check_name', 'flop_steps', 'ne
            'record_table']
 
 # %% ../nbs/15_speedrun.ipynb #16744173
-import fcntl, json, math, os, re, shlex, shutil, signal, subprocess, sys
-import threading, time
+import fcntl, json, math, os, re, shlex, shutil, signal, subprocess, sys, time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from .core import atomic_write
+from .core import atomic_write, forward_signals
 from .model import flops_per_token
 from .checkpoint import (config_from_dict, eval_checkpoint,
                                 model_config, parse_overrides)
@@ -105,14 +104,11 @@ def _run_child(argv:list[str], code:Path|None) -> tuple[int, str, float, float]:
     p = subprocess.Popen([sys.executable, '-m', 'llmbook.cli', *argv],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
         cwd=cwd)
-    def stop(sig, frame): raise KeyboardInterrupt  # SIGTERM, as Ctrl-C
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, stop) if main else None
-    try: err = p.communicate()[1]
-    except BaseException:  # stopped: stop the child too, and wait for it
-        p.send_signal(signal.SIGTERM); p.wait(); raise
-    finally:
-        if main: signal.signal(signal.SIGTERM, old)
+    with forward_signals() as got:  # a SIGTERM reaches the child, which saves
+        try: err = p.communicate()[1]
+        except BaseException:  # Ctrl-C: stop the child too, and wait for it
+            p.send_signal(signal.SIGTERM); p.wait(); raise
+    if got: raise SystemExit(128 + got[0])  # stopped, not failed
     wall, b, c1 = time.perf_counter() - t0, _cpu_jiffies(), os.times()
     child = (c1.children_user + c1.children_system
              - c0.children_user - c0.children_system)
