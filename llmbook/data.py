@@ -6,7 +6,7 @@
 __all__ = ['AUSTEN', 'START_RE', 'END_RE', 'TRAILER_RE', 'CREDIT_RE', 'NEWLINE_RE', 'SPACE_RE', 'TYPOGRAPHY', 'UNDERSCORES_RE',
            'STOP_WORDS', 'SENT_RE', 'CLEANINGS', 'Book', 'austen_book', 'fetch_book', 'strip_gutenberg',
            'fake_gutenberg', 'normalize', 'clean', 'classic_clean', 'words', 'sentences', 'read_text', 'load_austen',
-           'load_texts', 'cleaning_for', 'clean_as', 'load_texts_as', 'train_val_split', 'corpus_stats']
+           'text_files', 'load_texts', 'cleaning_for', 'clean_as', 'load_texts_as', 'train_val_split', 'corpus_stats']
 
 # %% ../nbs/03_data.ipynb #714285c2
 import re, unicodedata, warnings
@@ -249,21 +249,26 @@ def load_austen(ids:list|int|str|None=None, # PG numbers or titles; None: all
             for b, p in paths.items()}
 
 # %% ../nbs/03_data.ipynb #169f4278
-def load_texts(path:Path|str, # a .txt file, or a folder searched for them
-              ) -> dict[str, str]:
-    "Your own UTF-8 `.txt` files, cleaned like the Austen novels."
+def text_files(path:Path|str, # a .txt file, or a folder searched for them
+              ) -> dict[str, Path]:
+    "name -> file: `path` itself, or every `.txt` under it (hidden ones not)."
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; pass a .txt file "
                                 "or a folder of .txt files")
-    if path.is_file(): return {path.stem: clean(read_text(path), path.name)}
-    files = sorted(f for f in path.rglob('*.txt')
-                   if f.is_file() and not f.name.startswith('.'))
+    if path.is_file(): return {path.stem: path}
+    files = {f.relative_to(path).with_suffix('').as_posix(): f
+             for f in sorted(path.rglob('*.txt'))
+             if f.is_file() and not f.name.startswith('.')}
     if not files:
         raise FileNotFoundError(f"no .txt files in folder {path}; add UTF-8 "
                                 ".txt files or pass one file")
-    return {f.relative_to(path).with_suffix('').as_posix():
-            clean(read_text(f), f.name) for f in files}
+    return files
+
+def load_texts(path:Path|str, # a .txt file, or a folder searched for them
+              ) -> dict[str, str]:
+    "Your own UTF-8 `.txt` files, cleaned like the Austen novels."
+    return {k: clean(read_text(f), f.name) for k, f in text_files(path).items()}
 
 # %% ../nbs/03_data.ipynb #c1ea4a02
 CLEANINGS = ('auto', 'gutenberg', 'lines')
@@ -298,18 +303,8 @@ def load_texts_as(path:Path|str, # a .txt file, or a folder searched for them
                   how:str='auto', # one of `CLEANINGS`
                  ) -> tuple[dict[str, str], dict[str, str]]:
     "`load_texts` cleaned as `how` says: `(texts, name -> cleaning applied)`."
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; pass a .txt file "
-                                "or a folder of .txt files")
-    files = {path.stem: path} if path.is_file() else {
-        f.relative_to(path).with_suffix('').as_posix(): f
-        for f in sorted(path.rglob('*.txt'))
-        if f.is_file() and not f.name.startswith('.')}
-    if not files:
-        raise FileNotFoundError(f"no .txt files in folder {path}; add UTF-8 "
-                                ".txt files or pass one file")
-    done = {k: clean_as(read_text(f), f.name, how) for k, f in files.items()}
+    done = {k: clean_as(read_text(f), f.name, how) for k, f in
+            text_files(path).items()}
     return ({k: t for k, (t, _) in done.items()},
             {k: h for k, (_, h) in done.items()})
 
