@@ -5,15 +5,16 @@
 # %% auto #0
 __all__ = ['BENCH_SIZES', 'timed', 'race', 'bench_dtypes', 'matmul_job', 'train_step', 'train_bench', 'mfu', 'read_job',
            'floor_job', 'decode_bench', 'best_time', 'hf_bpe_trainer', 'tokenizer_bench', 'run_bench', 'bench_rows',
-           'bench_table', 'bench_report', 'bench_cli']
+           'bench_table', 'bench_report', 'bench_cmd']
 
 # %% ../nbs/B_bench.ipynb #4afe90ef
-import copy, os, shlex, subprocess, sys, time
+import copy, os, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .core import seed_everything, set_threads, get_device
+from .core import (seed_everything, set_threads, get_device,
+                          atomic_write)
 from .model import (GPT, GPTConfig, CONFIGS, flops_per_token,
                            matmul_params)
 from .generate import (generate, generate_fast, decoder_lib,
@@ -438,19 +439,17 @@ def bench_report(res:dict, # what run_bench returned
             + bench_table(res) + '\n')
 
 # %% ../nbs/B_bench.ipynb #11321106
-def bench_cli(a) -> str:
-    "Run `llmbook bench` from parsed arguments; print (and save) the table."
-    size = 'quick' if a.quick else a.size
-    cmd = ['llmbook', 'bench'] + (['--quick'] if a.quick else
-                                  ['--size', size] if size != 'full' else [])
-    cmd += ['--threads', str(a.threads)] if a.threads else []
-    cmd += ['--device', a.device] if a.device else []
-    cmd += ['--out', a.out] if a.out else []
+def bench_cmd(size:str='full', # 'full', 'quick' or 'toy' (BENCH_SIZES)
+              threads:int|None=None, # torch and tokenizers threads
+              device:str|None=None, # None: the fastest there is
+              out:Path|str|None=None, # also write the report here
+              command:str|None=None, # the command line, for the report
+             ) -> str:
+    "What `llmbook bench` does: run, print (and save) the report."
     say = lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True)
-    res = run_bench(size, a.threads, a.device, log=say)
-    rep = bench_report(res, shlex.join(cmd))
+    res = run_bench(size, threads, device, log=say)
+    rep = bench_report(res, command or f"llmbook.bench.bench_cmd({size!r})")
     print(rep, end='')
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(rep)
+    if out:
+        with atomic_write(out, 'w') as f: f.write(rep)
     return rep

@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['CKPT_FORMATS', 'CKPT_FILES', 'FIX', 'RUN_KINDS', 'RUN_FILES', 'LOCK', 'RESUME_MAY_CHANGE', 'TrainConfig',
            'model_config', 'config_from_dict', 'parse_overrides', 'save_checkpoint', 'find_checkpoint', 'reading',
-           'open_checkpoint', 'load_checkpoint', 'hardware', 'provenance', 'run_kind', 'check_out_dir', 'clear_run',
-           'RunInUse', 'RunLock', 'claim_run', 'attempt_dir', 'heldout_tokens', 'score_model', 'eval_checkpoint',
+           'describe', 'open_checkpoint', 'load_checkpoint', 'hardware', 'provenance', 'run_kind', 'check_out_dir',
+           'clear_run', 'RunInUse', 'RunLock', 'claim_run', 'heldout_tokens', 'score_model', 'eval_checkpoint',
            'eval_line']
 
 # %% ../nbs/11_checkpoint.ipynb #ce5c7f42
@@ -325,33 +325,53 @@ def reading(path:Path|str): # a checkpoint or a run folder
     return _dir_lock(p.parent if (p/'meta.json').exists() or p.name in
                      ('last', 'best') else p, shared=True)
 
+def describe(meta:dict) -> str:
+    "What a checkpoint holds and the command that writes it, from its meta."
+    ft, f = meta.get('finetune'), meta.get('format')
+    if f == 'llmbook-finetune 1' and isinstance(ft, dict):
+        t = ft.get('task')
+        return (f"{'an' if t == 'instruct' else 'a'} {t} fine-tune "
+                f"(`llmbook finetune {t}` writes it and continues it with "
+                "--resume; Python: llmbook.instruct.load_finetuned)")
+    if f == 'llmbook-ckpt 1': return "a pretrained model (`llmbook train`)"
+    return f"no llmbook model (format {f!r})"
+
 def open_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
-                    want:str|None=None, # one of `CKPT_FORMATS` (None: any)
+                    want=None, # a `CKPT_FORMATS` key, or meta -> bool
                     fix:str=FIX, # what the user can do about a bad one
+                    wanted:str|None=None, # what `want` accepts, in words
                    ) -> tuple[Path, dict]:
     "The checkpoint `path` names, and its verified meta.json, of kind `want`."
     with reading(path):
         ck = find_checkpoint(path, which)
         meta = _read_meta(ck, fix)
-    if want and meta['format'] != want:
-        what = 'fine-tuning' if want == 'llmbook-finetune 1' else 'pretraining'
-        raise ValueError(f"{ck} is not a {what} checkpoint (format "
-            f"{meta['format']!r}, written by `{CKPT_FORMATS[meta['format']]}`)"
-            f"; pass a folder that `{CKPT_FORMATS[want]}` wrote")
+    ok = want(meta) if callable(want) else meta['format'] == want
+    if want and not ok:
+        wanted = wanted or ('a fine-tuning checkpoint' if want ==
+            'llmbook-finetune 1' else 'a pretrained model, which `llmbook '
+            'train` writes')
+        raise ValueError(f"{ck} holds {describe(meta)}, not {wanted}")
     return ck, meta
 
 def load_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
                     device:str|None='cpu', # where to put the model
+                    want=None, # a `CKPT_FORMATS` key, or meta -> bool
+                    fix:str=FIX, # what the user can do about a bad one
+                    wanted:str|None=None, # what `want` accepts, in words
                    ) -> tuple:
     "Load `(model, tokenizer, cfg, state)` from a checkpoint, verified."
     with reading(path):  # a save waits until we have read it all
-        ck, meta = open_checkpoint(path, which)
+        ck, meta = open_checkpoint(path, which, want, fix, wanted)
         cfg = config_from_dict(meta['config'])
         tok = BPETokenizer.load(ck/'tokenizer.txt')
         model = GPT(model_config(cfg, tok.vocab_size))
-        load_model(model, str(ck/'model.safetensors'))
+        try: load_model(model, str(ck/'model.safetensors'))
+        except (RuntimeError, KeyError) as e:  # names or shapes differ
+            why = (str(e).strip().splitlines() or [''])[0][:160]
+            raise ValueError(f"checkpoint {ck} does not load ({why}): its "
+                f"meta.json or weights were changed; {fix}") from None
         state = meta | {'path': ck,
                         'tensors': load_file(str(ck/'state.safetensors'))}
     return model.to(get_device(device)), tok, cfg, state
@@ -427,13 +447,11 @@ def run_kind(path:Path|str) -> str|None:
 
 def _holds(p:Path, kind:str) -> str:
     "What run folder `p` holds, and the command that writes it."
-    if kind == 'finetune':
+    if kind == 'finetune':  # which task, and how to go on with it
         m = next((m for n in ('last', 'best') if (p/n/'meta.json').is_file()
                   and isinstance(m := _read_json(p/n/'meta.json', FIX),
                   dict)), {})
-        t = (m.get('finetune') or {}).get('task', '?')
-        return (f"{'an' if t == 'instruct' else 'a'} {t} fine-tune (continue"
-                f" it with `llmbook finetune {t} --out {p} --resume`)")
+        return describe(m | {'format': 'llmbook-finetune 1'})
     how = dict(train='llmbook train', sweep='llmbook sweep',
                ablation='llmbook ablate', speedrun='llmbook speedrun',
                checkpoint='a checkpoint, not a run folder')
@@ -543,23 +561,6 @@ def claim_run(out:Path|str, # the run folder to write
             clear_run(out, kind)
     except BaseException: lock.release(); raise
     return lock
-
-def attempt_dir(log:Path|str, # a log folder of attempts (speedrun)
-                name:str, # an attempt's name: its folder in `log`
-                force:bool=False, # may it replace a train run there?
-               ) -> Path:
-    "`log/name`, for a plain `name` that stays inside `log`; checked."
-    if (not name or name.startswith('.') or Path(name).name != name
-            or '/' in name or '\\' in name):
-        raise ValueError(f"attempt name {name!r} is not allowed: use a plain "
-                         "folder name such as 09-bs32 (no '/', no leading "
-                         "'.'), which stays inside the log folder")
-    out = Path(log)/name
-    if (out.exists() or out.is_symlink()) and not force:
-        raise FileExistsError(f"{out} already exists; choose another name "
-                              "or pass --force to replace its run")
-    check_out_dir(out, False, force, 'train')  # only a train run, if forced
-    return out
 
 # %% ../nbs/11_checkpoint.ipynb #4b0bf8cc
 def _texts_digest(texts:dict[str, str]) -> str:

@@ -311,15 +311,8 @@ def load_base(path:Path|str, # an `llmbook train` run or checkpoint folder
     if (p/'config.json').exists() and not (p/'meta.json').exists():
         raise ValueError(f"{p} is a Hugging Face checkpoint (config.json), "
                          f"not an llmbook one; {fix}")
-    meta = json.loads((find_checkpoint(p)/'meta.json').read_text())
-    if meta.get('format') != 'llmbook-ckpt 1':
-        raise ValueError(f"{p} holds a {meta.get('format')!r} checkpoint, "
-                         f"not a pretrained llmbook GPT; {fix}")
-    try: return load_checkpoint(p, device=device)
-    except (RuntimeError, KeyError, TypeError) as e:
-        msg = str(e).strip().splitlines()[0][:200]
-        raise ValueError(f"{p}: its weights are not those of the GPT its "
-                         f"config describes ({msg}); {fix}") from None
+    return load_checkpoint(p, device=device, want='llmbook-ckpt 1', fix=fix,
+                           wanted='a pretrained llmbook GPT')
 
 # %% ../nbs/19_classify.ipynb #a3b0a1b6
 def with_context(gpt:GPT, # a Llama-style (RoPE) model

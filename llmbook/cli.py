@@ -117,8 +117,12 @@ def _train(p):
         if max(a.nproc, a.nnodes) > 1 and 'RANK' not in os.environ:
             if code := relaunch(a): sys.exit(code)
             return
-        from llmbook.train import train_cli
-        if code := train_cli(a, _rank_strategy(a)): sys.exit(code)
+        from llmbook.train import train_cmd
+        strategy = _rank_strategy(a)
+        if code := train_cmd(a.preset, a.out, a.set, a.steps, a.seed,
+                a.time_budget, a.bf16, a.compile, a.text, a.clean, a.threads,
+                a.resume, a.force, a.device, a.stop_after, a.quiet,
+                not a.no_eval, strategy, a.command): sys.exit(code)
     return run
 
 # %% ../nbs/D_cli.ipynb #a2492e26
@@ -155,51 +159,22 @@ def _rank_strategy(a:argparse.Namespace):
 # %% ../nbs/D_cli.ipynb #91ef460c
 MAX_NEW = 10_000  # most tokens `llmbook generate` writes in one call
 
-def _kind(meta:dict) -> str:
-    "What a checkpoint holds and the command that reads it, from its meta."
-    ft = meta.get('finetune')
-    if meta.get('format') == 'llmbook-finetune 1' and isinstance(ft, dict):
-        t = ft.get('task')
-        return (f"{'an' if t == 'instruct' else 'a'} {t} fine-tune "
-                f"(`llmbook finetune {t}` writes it and "
-                f"continues it with --resume; Python: llmbook.instruct."
-                f"load_finetuned)")
-    return f"not a pretrained llmbook model (format {meta.get('format')!r})"
+def _language_model(meta:dict) -> bool:
+    "A plain GPT: pretrained, or every weight fine-tuned on instructions."
+    ft = meta.get('finetune') or {}
+    return meta['format'] == 'llmbook-ckpt 1' or (
+        ft.get('task') == 'instruct' and ft.get('train', 'all') == 'all')
 
 def load_gpt(path:Path|str, # a run folder or a checkpoint
              which:str='best', # in a run folder: 'best' or 'last'
              device:str|None='cpu',
              cmd:str='generate', # the command, for messages
             ) -> tuple:
-    "`load_checkpoint` of a pretrained run, with a one-line error otherwise."
-    from llmbook.checkpoint import reading
-    with reading(path):  # a save waits: we never read a half-swapped folder
-        return _load_gpt(path, which, device, cmd)
-
-def _load_gpt(path, which, device, cmd):
-    "`load_gpt` inside the reader's lock of the checkpoint's folder."
-    from llmbook.checkpoint import find_checkpoint, load_checkpoint
-    ck, fix = find_checkpoint(path, which), "train it again (`llmbook train`)"
-    try: meta = json.loads((ck/'meta.json').read_text())
-    except ValueError: meta = {'format': 'llmbook-ckpt 1', 'config': {}}
-    if not isinstance(meta, dict) or not isinstance(meta.get('config'), dict) \
-            or 'format' not in meta:
-        raise ValueError(f"{ck}/meta.json is not an llmbook checkpoint's (an "
-                         f"object with format, config and files); {fix}")
-    other = (f"{ck} holds {_kind(meta)}; `llmbook {cmd}` reads a language "
-             "model, as `llmbook train` writes")
-    if meta['format'] not in ('llmbook-ckpt 1', 'llmbook-finetune 1'):
-        raise ValueError(other)
-    try: return load_checkpoint(ck, which, device)  # a GPT fine-tune loads
-    except ValueError as e:  # its advice is for `llmbook train`
-        raise ValueError(str(e).replace('start again with --force', fix)
-                         ) from None
-    except (KeyError, TypeError, AttributeError, RuntimeError) as e:
-        if meta['format'] != 'llmbook-ckpt 1':
-            raise ValueError(other) from None
-        why = (str(e).strip().splitlines() or [''])[0][:160]
-        raise ValueError(f"checkpoint {ck} does not load ({type(e).__name__}"
-            f": {why}): its meta.json or weights were changed; {fix}") from None
+    "`load_checkpoint` of a language model, or one line saying what is there."
+    from llmbook.checkpoint import load_checkpoint
+    return load_checkpoint(path, which, device, _language_model,
+        "train it again (`llmbook train`)", f"a language model, which "
+        f"`llmbook {cmd}` reads (`llmbook train` writes one)")
 
 # %% ../nbs/D_cli.ipynb #d505aaa2
 def _prompt_ids(tok, prompt:str) -> list[int]:
@@ -233,8 +208,9 @@ def _ablate(p):
     p.add_argument('--force', action='store_true',
                    help='replace an ablation already in --out')
     def run(a):
-        from llmbook.train import ablate_cli
-        ablate_cli(a)
+        from llmbook.train import ablate_cmd
+        ablate_cmd(a.out, a.steps, a.seeds, a.variants, a.text, a.threads,
+                   a.force, a.command)
     return run
 
 # %% ../nbs/D_cli.ipynb #d81f29aa
@@ -295,20 +271,9 @@ def _sweep(p):
     p.add_argument('--resume', action='store_true', help='keep the finished '
                    'runs of an interrupted sweep in --out, run the rest')
     def run(a):
-        from llmbook.core import sigterm_unwinds
-        from llmbook.checkpoint import claim_run, run_kind
-        from llmbook.scaling import sweep_cli
-        if a.resume and run_kind(a.out) is None: return sweep_cli(a)  # why
-        out = Path(a.out)
-        lock = claim_run(out, 'sweep', a.resume, a.force, what='llmbook sweep')
-        try:
-            with lock, sigterm_unwinds(): sweep_cli(a)  # SIGTERM closes the log
-        except BaseException:  # a new sweep that failed before its first run
-            log = out/'sweep.jsonl'
-            if lock.made and log.is_file() and not log.stat().st_size:
-                log.unlink()
-            if lock.made and not any(out.iterdir()): out.rmdir()
-            raise
+        from llmbook.scaling import sweep_cmd
+        sweep_cmd(a.out, a.axes, a.toy, a.text, a.threads, a.resume, a.force,
+                  a.command)
     return run
 
 # %% ../nbs/D_cli.ipynb #4e1b6efd
@@ -415,8 +380,11 @@ def _finetune(p):
                    help='stop (saving) after N steps of this session')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     def run(a):
-        from llmbook.instruct import finetune_cli
-        if code := finetune_cli(a): sys.exit(code)
+        from llmbook.instruct import finetune_cmd
+        if code := finetune_cmd(a.task, a.base, a.out, a.data, a.resume,
+                a.force, a.threads, a.device, a.stop_after, a.quiet,
+                a.command, train=a.train, steps=a.steps, bs=a.bs, lr=a.lr,
+                max_len=a.max_len, seed=a.seed): sys.exit(code)
     return run
 
 # %% ../nbs/D_cli.ipynb #c0f8fe09
@@ -475,8 +443,9 @@ def _bench(p):
     p.add_argument('--out', help='also write the report to this file')
     def run(a):
         import transformers, tokenizers  # missing: one line, `llmbook[hf]`
-        from llmbook.bench import bench_cli
-        bench_cli(a)
+        from llmbook.bench import bench_cmd
+        bench_cmd('quick' if a.quick else a.size, a.threads, a.device, a.out,
+                  a.command)
     return run
 
 # %% ../nbs/D_cli.ipynb #61a09a69
@@ -606,6 +575,8 @@ def main(argv:list[str]|None=None):
         if a.cmd is None: p.print_help(); return 2
         cmd += ' ' + a.cmd
         a.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch
+        from llmbook.core import command_line
+        a.command = command_line(a.argv)  # what every run records
         a.run(a)
     except KeyboardInterrupt: sys.exit(130)  # Ctrl-C: quietly, as shells do
     except RecursionError:  # JSON nested thousands deep, say

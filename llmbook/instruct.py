@@ -7,10 +7,10 @@ __all__ = ['INSTR_URL', 'INSTR_SHA256', 'INSTR_FILE', 'PREAMBLE', 'IGNORE', 'LOR
            'load_instructions', 'format_prompt', 'split_instructions', 'encode_instructions', 'collate_instructions',
            'instruct_loss', 'rouge_tokens', 'lcs_len', 'rouge_l', 'train_instruct', 'eval_instruct', 'respond',
            'score_responses', 'FinetuneConfig', 'build_model', 'task_data', 'task_fns', 'load_finetuned',
-           'finetune_run', 'cli_config', 'finetune_cli']
+           'finetune_run', 'finetune_config', 'finetune_cmd']
 
 # %% ../nbs/21_instruct.ipynb #3e640570
-import json, math, random, re, shutil, sys, time
+import json, math, random, re, shutil, signal, sys, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch
@@ -28,9 +28,9 @@ from .tokenizer import BPETokenizer
 from .checkpoint import (TrainConfig, model_config, config_from_dict,
     save_checkpoint, find_checkpoint, check_out_dir, claim_run, clear_run,
     provenance, open_checkpoint, reading, FIX)
-from .checkpoint import _read_meta, _read_json, _truncate_log
+from .checkpoint import _read_json, _truncate_log
 from .optim import make_optimizer, _load_optim
-from .train import sigint_flag, TrainingDiverged, _command
+from .train import sigint_flag, TrainingDiverged
 import pandas as pd
 from safetensors.torch import load_file, load_model
 
@@ -330,8 +330,9 @@ def _claim(base, out:Path, resume:bool, force:bool, command:str|None):
     "Check --base and --out before writing anything; lock `out`."
     if base is None and not resume: raise ValueError("--base is required")
     if base is not None:  # readable, complete, and not the folder we write
-        _read_meta(find_checkpoint(base), "pass a run folder written by "
-                   "`llmbook train`")
+        open_checkpoint(base, 'last', 'llmbook-ckpt 1', "pass a run "
+                        "folder written by `llmbook train`",
+                        'a pretrained llmbook GPT')
     return claim_run(out, 'finetune', resume, force, keep=(base,) if base
                      else (), what=command or 'llmbook.instruct.finetune_run')
 
@@ -420,41 +421,55 @@ TASK_DEFAULTS = {
     'classify': dict(steps=300, bs=16, lr=1e-3, max_len=128),
     'instruct': dict(steps=300, bs=8, lr=1e-3, max_len=192)}
 
-def cli_config(a) -> FinetuneConfig:
-    "Settings from the arguments; a resumed run keeps its saved ones."
-    if a.resume:
-        check_out_dir(a.out, True, a.force, 'finetune')  # a fine-tune there
-        meta = _read_json(find_checkpoint(a.out)/'meta.json', FIX)
+def finetune_config(task:str, # 'classify' or 'instruct'
+                    out:Path|str, # the run folder
+                    resume:bool=False, # continue the run in `out`
+                    force:bool=False, # replace a run in `out`
+                    **given, # train, steps, bs, lr, max_len, seed (None: unset)
+                   ) -> FinetuneConfig:
+    "Settings from `TASK_DEFAULTS` and `given`; a resumed run keeps its own."
+    given = {k: v for k, v in given.items() if v is not None}
+    if resume:
+        check_out_dir(out, True, force, 'finetune')  # a fine-tune there
+        meta = open_checkpoint(out, 'last', FT_FORMAT)[1]
         fc = FinetuneConfig(**meta.get('finetune', {}))
-        if fc.task != a.task:
-            raise ValueError(f"{a.out} holds a {fc.task} run, not {a.task}")
-        new = {k: v for k, v in dict(train=a.train, bs=a.bs, lr=a.lr,
-               max_len=a.max_len, seed=a.seed).items()
-               if v is not None and v != getattr(fc, k)}
-        if new: raise ValueError(f"--resume keeps the settings {a.out} was "
+        if fc.task != task:
+            raise ValueError(f"{out} holds a {fc.task} run, not {task}")
+        new = {k: v for k, v in given.items()
+               if k != 'steps' and v != getattr(fc, k)}
+        if new: raise ValueError(f"--resume keeps the settings {out} was "
             "started with (" + ', '.join(f"--{k.replace('_', '-')} "
             f"{getattr(fc, k)}" for k in new) + "); drop those options, or "
             "start again with --force (only --steps may change)")
-        return replace(fc, steps=a.steps or fc.steps)
-    kw = TASK_DEFAULTS[a.task] | {k: v for k, v in dict(
-        train=a.train, steps=a.steps, bs=a.bs, lr=a.lr, max_len=a.max_len,
-        seed=a.seed).items() if v is not None}
-    if kw.get('train') == 'lora' and a.lr is None: kw['lr'] *= 5
-    return FinetuneConfig(task=a.task, **kw)
+        return replace(fc, steps=given.get('steps', fc.steps))
+    kw = TASK_DEFAULTS[task] | given
+    if kw.get('train') == 'lora' and 'lr' not in given: kw['lr'] *= 5
+    return FinetuneConfig(task=task, **kw)
 
-def finetune_cli(a) -> int:
-    "Run `llmbook finetune` from parsed arguments."
-    if a.threads: set_threads(a.threads)
-    fc = cli_config(a)
-    run = finetune_run(a.base, a.out, fc, a.data, a.resume, a.force,
-                       a.stop_after, not a.quiet, a.device, _command(a))
+def finetune_cmd(task:str, # 'classify' or 'instruct'
+                 base:Path|str|None, # pretrained run (None with `resume`)
+                 out:Path|str, # run folder to write
+                 data:Path|str|None=None, # other data (None: the book's)
+                 resume:bool=False, force:bool=False,
+                 threads:int|None=None, # torch CPU threads
+                 device:str|None=None, # None: the fastest there is
+                 stop_after:int|None=None, # steps in this session
+                 quiet:bool=False, # no progress bar
+                 command:str|None=None, # the command line, for run.json
+                 **given, # train, steps, bs, lr, max_len, seed
+                ) -> int:
+    "What `llmbook finetune` does; its exit code (128 + signal when stopped)."
+    if threads: set_threads(threads)
+    fc = finetune_config(task, out, resume, force, **given)
+    run = finetune_run(base, out, fc, data, resume, force, stop_after,
+                       not quiet, device, command)
     test = {k: round(v, 4) for k, v in run.get('test', {}).items()}
     print(f"step {run['step']}/{fc.steps}: best val loss "
-          f"{run['best_val_loss']:.4f}; test {test}; run in {a.out}")
+          f"{run['best_val_loss']:.4f}; test {test}; run in {out}")
     sig = run.get('signal', 'SIGINT')
     if run['step'] < fc.steps:
         why = ('stopped' if not run['interrupted'] else 'interrupted'
                if sig == 'SIGINT' else f'stopped by {sig}')
-        print(f"{why}: saved {Path(a.out)/'last'}; continue with --resume",
+        print(f"{why}: saved {Path(out)/'last'}; continue with --resume",
               file=sys.stderr)
-    return {'SIGINT': 130, 'SIGTERM': 143}[sig] if run['interrupted'] else 0
+    return 128 + signal.Signals[sig] if run['interrupted'] else 0

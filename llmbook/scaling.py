@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SIZES', 'BASE', 'size_config', 'nonemb_params', 'subset', 'make_trainer', 'run_one', 'plan', 'noise_plan',
-           'isoflop_plan', 'sweep', 'sweep_to', 'sweep_cli', 'read_sweep', 'law', 'fit_law', 'law_start',
+           'isoflop_plan', 'sweep', 'sweep_to', 'sweep_cmd', 'read_sweep', 'law', 'fit_law', 'law_start',
            'bootstrap_law', 'compute_optimal', 'optimum', 'effective_tokens', 'frontier']
 
 # %% ../nbs/14_scaling.ipynb #bf05ea80
@@ -21,8 +21,8 @@ from .model import count_params, flops_per_token
 from .optim import evaluate_all, bits_per_byte
 from .checkpoint import TrainConfig, model_config
 from .core import atomic_write
-from .checkpoint import provenance
-from .train import Trainer, read_jsonl, run_texts, _command
+from .checkpoint import provenance, claim_run, run_kind
+from .train import Trainer, read_jsonl, run_texts
 
 # %% ../nbs/14_scaling.ipynb #7d6a87b5
 SIZES = {'S1': (32, 2, 2), 'S2': (64, 2, 4), 'S3': (96, 3, 4),
@@ -190,7 +190,7 @@ def _todo(out:Path, runs:list, resume:bool, force:bool) -> list[dict]:
 
 def sweep_to(out:Path|str, # folder for the log
              runs:list[dict], # from `plan`
-             command:str, # how it was started, for run.json
+             command:str|None, # how it was started, for run.json
              text:list[str]|None=None, # .txt files/folders (None: Austen)
              resume:bool=False, # keep the finished runs of an interrupted one
              force:bool=False, # replace a finished sweep
@@ -205,10 +205,11 @@ def sweep_to(out:Path|str, # folder for the log
     (out/'run.json').unlink(missing_ok=True)  # a partial log has none
     prov = provenance(out)  # the commit that runs, before any edit
     t0, c0 = time.time(), time.process_time()
-    with open(out/'sweep.jsonl', 'w') as f:
+    with atomic_write(out/'sweep.jsonl', 'w') as f:  # the kept runs, whole
+        for r in kept: f.write(json.dumps(r) + '\n')
+    with open(out/'sweep.jsonl', 'a') as f:  # then each run as it ends
         def log(r):
             f.write(json.dumps(r) + '\n'); f.flush(); print(_line(r))
-        for r in kept: f.write(json.dumps(r) + '\n')
         recs = sweep([r for r in runs if _key(r) not in done],
                      run_texts(text)[0], log=log)
     recs = sorted(kept + recs, key=lambda r: [_key(s) for s in runs].index(
@@ -224,14 +225,34 @@ def sweep_to(out:Path|str, # folder for the log
     print(f"{len(recs)} runs in {meta['runs_cpu_s']:.0f} cpu s; log in {out}")
     return recs
 
-def sweep_cli(a, # parsed `llmbook sweep` arguments
+def sweep_cmd(out:Path|str, # folder for the log
+              axes:list[str]|None=None, # run only these axes of the plan
+              toy:bool=False, # a few tiny runs instead of the plan
+              text:list[str]|None=None, # .txt files/folders (None: Austen)
+              threads:int|None=None, # torch CPU threads
+              resume:bool=False, # keep the finished runs of an interrupted one
+              force:bool=False, # replace a finished sweep
+              command:str|None=None, # the command line, for run.json
              ) -> list[dict]:
-    "Run `llmbook sweep`: train the plan, write the log to `a.out`."
-    if a.resume and a.force:
+    "What `llmbook sweep` does: `sweep_to` holding `out`'s lock."
+    if resume and force:
         raise ValueError("--resume and --force contradict each other")
-    if a.threads: set_threads(a.threads)
-    runs = [r for r in plan(a.toy) if not a.axes or r['axis'] in a.axes]
-    return sweep_to(a.out, runs, _command(a), a.text, a.resume, a.force)
+    runs = [r for r in plan(toy) if not axes or r['axis'] in axes]
+    if resume and run_kind(out) is None:  # says why there is nothing to resume
+        return sweep_to(out, runs, command, text, resume, force)
+    if threads: set_threads(threads)
+    out = Path(out)
+    lock = claim_run(out, 'sweep', resume, force,
+                     what=command or 'llmbook.scaling.sweep_cmd')
+    try:
+        with lock, sigterm_unwinds():  # SIGTERM closes the log on its way out
+            return sweep_to(out, runs, command, text, resume, force)
+    except BaseException:  # a new sweep that failed before its first run
+        log = out/'sweep.jsonl'
+        if lock.made and log.is_file() and not log.stat().st_size:
+            log.unlink()
+        if lock.made and not any(out.iterdir()): out.rmdir()
+        raise
 
 def read_sweep(path:Path|str) -> tuple[dict, list[dict]]:
     "`(run.json, records)` of a sweep log."

@@ -9,11 +9,11 @@ __all__ = ['GOAL', 'FLOPS', 'SEEDS', 'P_RECORD', 'check_name', 'flop_steps', 'ne
            'record_table']
 
 # %% ../nbs/15_speedrun.ipynb #16744173
-import fcntl, json, math, os, re, shlex, shutil, signal, subprocess, sys, time
+import fcntl, json, math, os, re, shutil, signal, subprocess, sys, time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from .core import atomic_write, forward_signals
+from .core import atomic_write, command_line, forward_signals
 from .model import flops_per_token
 from .checkpoint import (config_from_dict, eval_checkpoint,
                                 model_config, parse_overrides)
@@ -200,7 +200,7 @@ def _score(name, change, seed, sets, argv, wall, out, track, load,
     fpt = flops_per_token(model_config(config_from_dict(c)))
     return dict(name=name, seed=seed, change=change, **track,
         preset=argv[argv.index('--preset') + 1], sets=sets,
-        command=shlex.join(['llmbook', *argv]),
+        command=command_line(argv),
         git_commit=run['git_commit'], git_dirty=run['git_dirty'],
         date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         cpu=hw.get('cpu'), threads=hw.get('torch threads'),

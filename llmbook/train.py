@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['VARIANTS', 'ABLATION', 'PRESETS', 'TrainingDiverged', 'prepare_data', 'Trainer', 'sigint_flag', 'fit', 'read_jsonl',
-           'plot_metrics', 'train', 'variant', 'ablate', 'ablate_cli', 'read_ablation', 'get_preset', 'preset_table',
-           'run_texts', 'train_cli']
+           'plot_metrics', 'train', 'variant', 'ablate', 'ablate_cmd', 'read_ablation', 'get_preset', 'preset_table',
+           'run_texts', 'train_cmd']
 
 # %% ../nbs/12_train.ipynb #5a3dffbd
-import json, math, os, shlex, shutil, signal, sys, time
+import json, math, os, shutil, signal, sys, time
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -151,13 +151,8 @@ Trainer._load_data = _load_data
 def _resume(self:Trainer, texts):
     "Continue the run in `out` from its `last` checkpoint."
     ck = find_checkpoint(self.out, 'last')
-    meta = _read_json(ck/'meta.json', 'start again with --force')
-    if isinstance(meta, dict) and meta.get('format') != 'llmbook-ckpt 1':
-        t = (meta.get('finetune') or {}).get('task', '?')
-        raise ValueError(f"{ck} holds a {t} fine-tune, not a pretraining "
-                         f"run; continue it with `llmbook finetune {t} --out "
-                         f"{self.out} --resume`")
-    self.raw, self.tok, saved, state = load_checkpoint(ck)
+    self.raw, self.tok, saved, state = load_checkpoint(
+        ck, want='llmbook-ckpt 1', wanted='a pretraining run')
     self.changed = _check_resume(self.out, self.cfg, saved, state, texts)
     if state['step'] > self.cfg.steps:
         raise ValueError(f"{self.out} is at step {state['step']}, past "
@@ -545,25 +540,29 @@ def ablate(cfg:TrainConfig=ABLATION, # shapes and schedule of every run
     return runs
 
 # %% ../nbs/12_train.ipynb #ef14d677
-def ablate_cli(a, # parsed `llmbook ablate` arguments
+def ablate_cmd(out:Path|str, # folder for ablation.jsonl and run.json
+               steps:int|None=None, # steps per run (None: ABLATION's)
+               seeds:list[int]=(0, 1), # one run per variant and seed
+               variants:list[str]|None=None, # some of VARIANTS (None: all)
+               text:list[str]|None=None, # .txt files/folders (None: Austen)
+               threads:int|None=None, force:bool=False, # threads; replace a log
+               command:str|None=None, # the command line, for run.json
               ) -> dict:
-    "Run `llmbook ablate`: train the variants, write the log to `a.out`."
-    out = Path(a.out)
-    check_out_dir(out, False, a.force, 'ablation')  # before hours of training
-    if a.threads: set_threads(a.threads)
-    cfg = replace(ABLATION, **({'steps': a.steps} if a.steps else {}))
+    "What `llmbook ablate` does: train the variants, write the log to `out`."
+    out = Path(out)
+    check_out_dir(out, False, force, 'ablation')  # before hours of training
+    if threads: set_threads(threads)
+    cfg = replace(ABLATION, **({'steps': steps} if steps else {}))
     t0 = time.time()
-    runs = ablate(cfg, a.seeds, a.variants, run_texts(a.text)[0],
-                  log=print)
-    with claim_run(out, 'ablation', False, a.force, what=_command(a)):
+    runs = ablate(cfg, seeds, variants, run_texts(text)[0], log=print)
+    with claim_run(out, 'ablation', False, force, what=command or 'ablate'):
         with atomic_write(out/'ablation.jsonl', 'w') as f:
             for (name, seed), (n, hist) in runs.items():
                 f.write(json.dumps(dict(variant=name, seed=seed, params=n,
                                         history=hist)) + '\n')
-        meta = dict(command=_command(a), config=asdict(cfg),
-                    seeds=list(a.seeds), variants={k: VARIANTS[k] for k in
-                    a.variants or VARIANTS}, **provenance(out),
-                    duration_s=round(time.time() - t0, 1))
+        meta = dict(command=command, config=asdict(cfg), seeds=list(seeds),
+                    variants={k: VARIANTS[k] for k in variants or VARIANTS},
+                    **provenance(out), duration_s=round(time.time() - t0, 1))
         with atomic_write(out/'run.json', 'w') as f:
             json.dump(meta, f, indent=1)
     print(f"{len(runs)} runs in {meta['duration_s']:.0f} s; log in {out}")
@@ -636,18 +635,6 @@ def run_texts(paths:list[str]|None, # --text files/folders (None: Austen)
         texts |= t; done |= d
     return texts, done
 
-# %% ../nbs/12_train.ipynb #a3847d8e
-def _command(a) -> str:
-    "The `llmbook` command line that `a` was parsed from."
-    if getattr(a, 'argv', None): return shlex.join(['llmbook', *a.argv])
-    out = ['llmbook', getattr(a, 'cmd', None) or 'train']
-    for k, v in vars(a).items():
-        if k in ('cmd', 'run') or v in (None, False): continue
-        out.append('--' + k.replace('_', '-'))
-        if v is not True: out += [str(x) for x in (v if isinstance(v, list)
-                                                    else [v])]
-    return shlex.join(out)
-
 # %% ../nbs/12_train.ipynb #076821c2
 def _final_eval(out:Path, device:str|None):
     "Score `best` on every held-out token; print it, keep it in run.json."
@@ -657,24 +644,37 @@ def _final_eval(out:Path, device:str|None):
     run = json.loads((out/'run.json').read_text()) | {'eval': r}
     with atomic_write(out/'run.json', 'w') as f: json.dump(run, f, indent=1)
 
-def train_cli(a, # parsed `llmbook train` arguments
+def train_cmd(preset:str, # a name in PRESETS
+              out:Path|str|None=None, # run folder (None: out/PRESET)
+              sets:list[str]|None=None, # KEY=VALUE overrides of the preset
+              steps:int|None=None, seed:int|None=None, # override the preset's
+              time_budget:float|None=None, # seconds (None: the preset's)
+              bf16:bool=False, compile:bool=False, # autocast; torch.compile
+              text:list[str]|None=None, # .txt files/folders (None: Austen)
+              clean:str='auto', # how `text` is cleaned
+              threads:int|None=None, # torch CPU threads (None: torch's)
+              resume:bool=False, force:bool=False, # continue or replace `out`
+              device:str|None=None, # None: the fastest there is
+              stop_after:int|None=None, # steps in this session
+              quiet:bool=False, # no progress bar
+              final_eval:bool=True, # score `best` on every held-out token
               strategy=None, # e.g. parallel's DDPStrategy (None: one process)
+              command:str|None=None, # the command line, for run.json
              ) -> int:
-    "Run `llmbook train` from parsed arguments."
-    cfg = parse_overrides(get_preset(a.preset), a.set)
-    over = dict(steps=a.steps, seed=a.seed,
-                dtype='bfloat16' if a.bf16 else None,
-                compile=True if a.compile else None,
-                time_budget=getattr(a, 'time_budget', None))
+    "What `llmbook train` does; its exit code (128 + signal when stopped)."
+    cfg = parse_overrides(get_preset(preset), sets)
+    over = dict(steps=steps, seed=seed, time_budget=time_budget,
+                dtype='bfloat16' if bf16 else None,
+                compile=True if compile else None)
     cfg = replace(cfg, **{k: v for k, v in over.items() if v is not None})
-    if a.threads: set_threads(a.threads)
-    out = Path(a.out or Path('out')/a.preset)
-    texts, done = run_texts(a.text, getattr(a, 'clean', 'auto'))
-    t = Trainer(cfg, texts, out, resume=a.resume, force=a.force,
-                strategy=strategy, device=a.device, stop_after=a.stop_after,
-                progress=not a.quiet, command=_command(a),
+    if threads: set_threads(threads)
+    out = Path(out or Path('out')/preset)
+    texts, done = run_texts(text, clean)
+    t = Trainer(cfg, texts, out, resume=resume, force=force,
+                strategy=strategy, device=device, stop_after=stop_after,
+                progress=not quiet, command=command,
                 session=done and dict(cleaning=done))
-    if not a.quiet and t.st.is_main and t.st.device.type == 'cpu' and \
+    if not quiet and t.st.is_main and t.st.device.type == 'cpu' and \
             (w := busy_warning(torch.get_num_threads())):
         print(w, file=sys.stderr)
     t.fit()
@@ -687,9 +687,9 @@ def train_cli(a, # parsed `llmbook train` arguments
                      f"{ev[-1]['val_loss']:.4f}, perplexity "
                      f"{ev[-1]['val_ppl']:.2f}, {ev[-1]['val_bpb']:.4f} "
                      "bits per byte")
-        if (out/'best').exists() and not (getattr(a, 'no_eval', False)
-                                          or t.interrupted):  # exit now
-            with RunLock(out, _command(a)): _final_eval(out, a.device)
+        if (out/'best').exists() and final_eval and not t.interrupted:
+            with RunLock(out, command or 'llmbook.train.train_cmd'):
+                _final_eval(out, device)
     if t.interrupted:
         sig = t._sigints[0]
         why = ('interrupted' if sig == signal.SIGINT

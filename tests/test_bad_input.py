@@ -649,15 +649,18 @@ def test_sigterm_during_sweep_resume_keeps_the_finished_runs(root, tmp_path):
     "SIGTERM while the log is being rewritten: the finished runs are still in it afterwards."
     out = tmp_path/'sw'
     out.mkdir()
-    kept = ''.join(json.dumps(dict(axis='grid', size='T1', steps=n, frac=1, val_bpb=3.0)) + '\n'
-                   for n in (4, 8))
+    kept = ''.join(json.dumps(dict(axis='grid', size='T1', steps=n, frac=1, val_bpb=3.0,
+                                   cpu_s=1.0)) + '\n' for n in (4, 8))
     (out/'sweep.jsonl').write_text(kept)
+    ino = (out/'sweep.jsonl').stat().st_ino
     p = subprocess.Popen(['llmbook', 'sweep', '--toy', '--resume', '--threads', '1', '--out',
                           str(out), '--text', str(root/'text.txt')], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    t0 = time.time()  # the log is truncated, its kept lines still in a buffer: stop it now
-    while time.time() - t0 < 120 and p.poll() is None and (out/'sweep.jsonl').stat().st_size:
+    t0 = time.time()  # the log was just rewritten with its kept lines: stop it now
+    while time.time() - t0 < 120 and p.poll() is None and \
+            (out/'sweep.jsonl').stat().st_ino == ino:
         time.sleep(0.005)
+    assert p.poll() is None, 'the sweep ended before the signal'
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
     assert p.returncode in (130, 143) and 'Traceback' not in err, err
