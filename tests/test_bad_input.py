@@ -663,3 +663,75 @@ def test_sigterm_during_sweep_resume_keeps_the_finished_runs(root, tmp_path):
     assert p.returncode in (130, 143) and 'Traceback' not in err, err
     assert (out/'sweep.jsonl').read_text().startswith(kept)
     assert not (out/'.llmbook.lock').exists()
+
+
+# -- issue #24, second round: --text that is not UTF-8 prose, for every command that reads it
+def _texts(d:Path) -> dict:
+    "Inputs that are not a text to train on, each named by what it is."
+    d.mkdir(exist_ok=True)
+    (d/'empty').mkdir(exist_ok=True)
+    (d/'notes').mkdir(exist_ok=True); (d/'notes'/'a.md').write_text('# not a .txt')
+    (d/'zero.txt').write_bytes(b'')
+    (d/'blank.txt').write_text(' \n\n\t\n')
+    (d/'latin1.txt').write_bytes('Caf\u00e9 au lait.\n'.encode('latin-1') * 50)
+    (d/'utf16.txt').write_bytes(('It was a truth. ' * 200).encode('utf-16'))
+    (d/'image.txt').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 8)
+    if not (d/'loop.txt').is_symlink(): (d/'loop.txt').symlink_to(d/'loop.txt')
+    return d
+
+TEXTS = {'empty folder': ('empty', 'no .txt files in folder'),
+         'folder of .md': ('notes', 'no .txt files in folder'),
+         'zero bytes': ('zero.txt', 'zero.txt is empty'),
+         'only blanks': ('blank.txt', 'blank.txt is empty'),
+         'latin-1': ('latin1.txt', 'latin1.txt is not UTF-8 text'),
+         'UTF-16 with BOM': ('utf16.txt', 'utf16.txt is not UTF-8 text'),
+         'binary': ('image.txt', 'image.txt is not UTF-8 text'),
+         'symlink loop': ('loop.txt', 'loop.txt')}
+TEXT_CMDS = {'train': ['train', '--preset', 'austen-tiny', '--out', '{new}', '--quiet', *TINY],
+             'eval': ['eval', '--ckpt', '{pre}'],
+             'sweep': ['sweep', '--toy', '--threads', '1', '--out', '{new}'],
+             'ablate': ['ablate', '--steps', '1', '--threads', '1', '--out', '{new}']}
+
+
+@pytest.mark.parametrize('cmd', list(TEXT_CMDS))
+@pytest.mark.parametrize('kind', list(TEXTS))
+def test_text_that_is_not_prose_is_one_line(root, tmp_path, cmd, kind):
+    d = _texts(tmp_path/'in')
+    name, says = TEXTS[kind]
+    argv = [a.format(pre=root/'pre', new=tmp_path/'new') for a in TEXT_CMDS[cmd]]
+    refused(root, *argv[:1], '--text', d/name, *argv[1:], needles=(says,),
+            absent=[tmp_path/'new'])
+
+
+# FAULT (needs fix in llmbook/data.py): a UTF-16 file without a byte-order mark decodes as
+# "UTF-8" (every other byte a NUL), and a run folder passed as --text is read for its
+# tokenizer.txt files: both are scored, or trained on, as prose without a word
+@pytest.mark.xfail(strict=True, reason='data.read_text accepts NUL bytes; load_texts reads run folders')
+@pytest.mark.parametrize('what', ['UTF-16 without BOM', 'a run folder'])
+def test_text_that_only_decodes_is_refused(root, tmp_path, what):
+    f = tmp_path/'utf16le.txt'
+    f.write_bytes(('It was a truth universally acknowledged. ' * 100).encode('utf-16-le'))
+    refused(root, 'eval', '--ckpt', root/'pre', '--text', f if what[0] == 'U' else root/'pre',
+            needles=('utf16le.txt' if what[0] == 'U' else str(root/'pre'),))
+
+
+# FAULT (needs fix in llmbook/classify.py and llmbook/instruct.py): --data that is not UTF-8
+# says only "'utf-8' codec can't decode byte 0xe9 in position 3" (no file, no fix), and an
+# empty SMS file says "No objects to concatenate" (pandas)
+@pytest.mark.xfail(strict=True, reason='finetune --data errors do not name the file')
+@pytest.mark.parametrize('task,data', [('classify', 'latin1.txt'), ('instruct', 'latin1.txt'),
+                                       ('classify', 'utf16.txt'), ('classify', 'image.txt'),
+                                       ('classify', 'zero.txt')])
+def test_finetune_data_that_is_not_utf8_names_the_file(root, tmp_path, task, data):
+    d = _texts(tmp_path/'in')
+    refused(root, 'finetune', task, '--base', root/'pre', '--out', tmp_path/'new', '--quiet',
+            '--data', d/data, needles=(data,), absent=[tmp_path/'new'])
+
+
+@pytest.mark.parametrize('task,data,says', [('classify', 'empty', 'Is a directory'),
+                                            ('instruct', 'zero.txt', 'zero.txt, line 1'),
+                                            ('instruct', 'empty', 'Is a directory')])
+def test_finetune_data_that_is_not_a_data_file_is_one_line(root, tmp_path, task, data, says):
+    d = _texts(tmp_path/'in')
+    refused(root, 'finetune', task, '--base', root/'pre', '--out', tmp_path/'new', '--quiet',
+            '--data', d/data, needles=(says,), absent=[tmp_path/'new'])
