@@ -735,3 +735,27 @@ def test_finetune_data_that_is_not_a_data_file_is_one_line(root, tmp_path, task,
     d = _texts(tmp_path/'in')
     refused(root, 'finetune', task, '--base', root/'pre', '--out', tmp_path/'new', '--quiet',
             '--data', d/data, needles=(says,), absent=[tmp_path/'new'])
+
+
+# -- --set values of the wrong kind: one line naming the setting, before the disk
+MORE_SETTINGS = {'n_head=3': 'must be a multiple of n_head=3', 'bs': 'expected key=value',
+                 '=3': "unknown config fields ['']", 'beta1=0.9': "unknown config fields ['beta1']",
+                 'bs=4.0': 'setting bs=4.0', 'bs=true': 'setting bs=True', 'bs=[4]': 'setting bs=(4,)',
+                 'bs=None': "setting bs='None'", 'bs=1e100': 'setting bs=1e+100',
+                 'max_lr=inf': "setting max_lr='inf'", 'vocab_size=256': 'must be an integer >= 257',
+                 'n_kv_head=0': 'setting n_kv_head=0', 'grad_clip=-1': 'setting grad_clip=-1',
+                 'time_budget=-1': 'setting time_budget=-1', 'dropout=-0.1': 'setting dropout=-0.1',
+                 'd_model=-32': 'setting d_model=-32', 'eval_every=1.5': 'setting eval_every=1.5',
+                 'n_layer=true': 'setting n_layer=True',
+                 # were accepted: a schedule that climbs from max_lr up to min_lr ...
+                 'min_lr=1': 'setting min_lr=1', 'max_lr=1e-4': 'must be <= max_lr=0.0001',
+                 # ... and a model whose weights outgrow the memory (a traceback from torch)
+                 'd_model=1000000': 'GiB for its weights alone',
+                 'n_layer=100000000': 'lower d_model, n_layer or vocab_size'}
+
+
+@pytest.mark.parametrize('setting', list(MORE_SETTINGS))
+def test_setting_of_the_wrong_kind_is_one_line(root, setting):
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', '--threads', 1, *TINY, setting,
+            needles=(MORE_SETTINGS[setting],), absent=[root/'new'])
