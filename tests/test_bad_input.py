@@ -759,3 +759,54 @@ def test_setting_of_the_wrong_kind_is_one_line(root, setting):
     refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
             root/'text.txt', '--quiet', '--threads', 1, *TINY, setting,
             needles=(MORE_SETTINGS[setting],), absent=[root/'new'])
+
+
+# -- a run whose every checkpoint is of a newer format, or lost its tokenizer: every reader
+def _every_ck(run, f):
+    for ck in ('best', 'last'): f(run/ck)
+
+CK_DAMAGE = {
+    'empty folder': (lambda run: [shutil.rmtree(run/ck) for ck in ('best', 'last')],
+                     'no checkpoint in'),
+    'a newer format': (lambda run: _every_ck(run, lambda ck: _edit_meta(
+        ck, format='llmbook-ckpt 2')), "'llmbook-ckpt 2'"),
+    'tokenizer missing': (lambda run: _every_ck(run, lambda ck: (ck/'tokenizer.txt').unlink()),
+                          'tokenizer.txt is missing'),
+    'tokenizer damaged': (lambda run: _every_ck(run, lambda ck: (ck/'tokenizer.txt').write_text(
+        'llmbook-bpe 1\n')), 'tokenizer.txt is truncated or corrupt')}
+CK_CMDS = {'generate': ['generate', '--ckpt', '{run}'], 'eval': ['eval', '--ckpt', '{run}'],
+           'export-hf': ['export-hf', '--ckpt', '{run}', '--out', '{new}'],
+           'export-web': ['export-web', '{run}', '{new}'],
+           'finetune': ['finetune', 'classify', '--base', '{run}', '--out', '{new}', '--quiet']}
+
+
+@pytest.mark.parametrize('cmd', list(CK_CMDS))
+@pytest.mark.parametrize('damage', list(CK_DAMAGE))
+def test_run_with_no_readable_checkpoint_is_one_line(root, tmp_path, cmd, damage):
+    run = tmp_path/'run'
+    shutil.copytree(root/'pre', run)
+    f, says = CK_DAMAGE[damage]
+    f(run)
+    if cmd in ('export-hf', 'export-web'): pytest.importorskip('onnx' if cmd[-1] == 'b' else 'transformers')
+    argv = [a.format(run=run, new=tmp_path/'new') for a in CK_CMDS[cmd]]
+    refused(tmp_path, *argv, needles=(says,), absent=[tmp_path/'new'])
+
+
+# FAULT (needs fix in llmbook/instruct.py): a fine-tune that diverges says "the last good
+# checkpoint OUT/last (step 0) is kept", but none was saved (OUT holds run.json, metrics.jsonl
+# and tokenizer.txt; --resume then says "nothing to resume"), and run.json does not record
+# that it stopped (train's says stopped: diverged)
+@pytest.mark.xfail(strict=True, reason='finetune divergence names a checkpoint it never saved')
+@pytest.mark.parametrize('task', ['classify', 'instruct'])
+def test_finetune_divergence_keeps_what_it_says(root, tmp_path, task):
+    data = tmp_path/'instr.json'
+    data.write_text(json.dumps([dict(instruction=f'Say {i}.', input='', output=f'{i}')
+                                for i in range(60)]))
+    out = tmp_path/'ft'
+    more = ['--data', data, '--max-len', 200] if task == 'instruct' else ['--max-len', 16]
+    c, _, err = cli('finetune', task, '--base', root/'pre', '--out', out, '--steps', 3, '--bs', 2,
+                    '--quiet', '--device', 'cpu', '--lr', '1e9', *more)
+    one_line(c, err, 1, 'diverged', '--lr')
+    if 'is kept' in err: assert (out/'last'/'meta.json').exists(), err
+    run = json.loads((out/'run.json').read_text())
+    assert run['sessions'][-1].get('stopped') == 'diverged', run['sessions']
