@@ -810,3 +810,43 @@ def test_finetune_divergence_keeps_what_it_says(root, tmp_path, task):
     if 'is kept' in err: assert (out/'last'/'meta.json').exists(), err
     run = json.loads((out/'run.json').read_text())
     assert run['sessions'][-1].get('stopped') == 'diverged', run['sessions']
+
+
+# -- SIGTERM to a data-parallel run (`--nproc 2`, through torchrun): the ranks stop and save
+@pytest.fixture(scope='module')
+def sigterm_nproc2(root, tmp_path_factory):
+    "`llmbook train --nproc 2` stopped by SIGTERM: (exit code, stderr, run folder, leftovers)."
+    out = tmp_path_factory.mktemp('ddp')/'run'
+    p = subprocess.Popen(['llmbook', 'train', '--preset', 'austen-tiny', '--out', str(out),
+                          '--text', str(root/'text.txt'), '--quiet', '--device', 'cpu',
+                          '--threads', '1', '--nproc', '2', '--steps', '5000', *TINY],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0, metrics = time.time(), out/'metrics.jsonl'
+    while time.time() - t0 < 120 and p.poll() is None and not (
+            metrics.exists() and len(metrics.read_text().splitlines()) > 5):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    time.sleep(1)
+    left = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try: cmd = Path(f'/proc/{pid}/cmdline').read_bytes().decode(errors='replace')
+        except OSError: continue
+        if str(out) in cmd: left.append((pid, cmd.replace('\0', ' ')))
+    return p.returncode, err, out, left
+
+
+def test_sigterm_to_data_parallel_training_stops_every_rank_and_saves(sigterm_nproc2):
+    code, err, out, left = sigterm_nproc2
+    assert not left, left  # no rank (or torchrun) still running
+    assert (out/'last'/'meta.json').exists(), err
+    assert not (out/'.llmbook.lock').exists()
+
+
+# FAULT (needs fix in llmbook/cli.py, relaunch): SIGTERM to `llmbook train --nproc 2` exits 1
+# (not 143, as one process does) and prints torchrun's SignalException traceback, though the
+# ranks stopped and saved `last`
+@pytest.mark.xfail(strict=True, reason="relaunch returns torchrun's exit code 1 and its traceback")
+def test_sigterm_to_data_parallel_training_is_a_quiet_143(sigterm_nproc2):
+    code, err, out, left = sigterm_nproc2
+    assert code == 143 and 'Traceback' not in err, (code, err[-400:])
