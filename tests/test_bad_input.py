@@ -850,3 +850,45 @@ def test_sigterm_to_data_parallel_training_stops_every_rank_and_saves(sigterm_np
 def test_sigterm_to_data_parallel_training_is_a_quiet_143(sigterm_nproc2):
     code, err, out, left = sigterm_nproc2
     assert code == 143 and 'Traceback' not in err, (code, err[-400:])
+
+
+# -- a full disk at other write points: one line, and what was there before is still there
+def _full(*a, **k):
+    import errno
+    raise OSError(errno.ENOSPC, 'No space left on device')
+
+
+@pytest.mark.parametrize('force', [False, True], ids=['new', 'over an earlier export'])
+def test_disk_full_during_export_hf_keeps_the_earlier_export(root, tmp_path, monkeypatch, force):
+    pytest.importorskip('transformers')
+    monkeypatch.setattr('llmbook.interop.save_hf_tokenizer', _full)
+    if force: shutil.copytree(root/'hf', tmp_path/'hf')
+    refused(tmp_path, 'export-hf', '--ckpt', root/'pre', '--out', tmp_path/'hf',
+            *(['--force'] if force else []), needles=('No space left on device',),
+            absent=[] if force else [tmp_path/'hf'])
+
+
+@pytest.mark.parametrize('force', [False, True], ids=['new', 'over an earlier bundle'])
+def test_disk_full_during_export_web_keeps_the_earlier_bundle(root, tmp_path, monkeypatch, force):
+    pytest.importorskip('onnx')
+    monkeypatch.setattr('llmbook.web.export_onnx', _full)
+    if force: _bundle(tmp_path/'web')
+    refused(tmp_path, 'export-web', root/'pre', tmp_path/'web', *(['--force'] if force else []),
+            needles=('No space left on device',), absent=[] if force else [tmp_path/'web'])
+
+
+def test_disk_full_saving_the_tokenizer_leaves_no_run(root, monkeypatch):
+    monkeypatch.setattr('llmbook.tokenizer.BPETokenizer.save', _full)
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', '--threads', 1, *TINY,
+            needles=('No space left on device',), absent=[root/'new'])
+
+
+def test_disk_full_logging_a_resumed_finetune_keeps_its_checkpoint(root, tmp_path, monkeypatch):
+    shutil.copytree(root/'clf', tmp_path/'clf')
+    last = snap(tmp_path/'clf'/'last')
+    monkeypatch.setattr('llmbook.instruct._jsonl', _full)
+    c, _, err = cli('finetune', 'classify', '--out', tmp_path/'clf', '--resume', '--quiet',
+                    '--stop-after', 1, '--device', 'cpu', '--threads', 1)
+    one_line(c, err, 1, 'No space left on device')
+    assert snap(tmp_path/'clf'/'last') == last
