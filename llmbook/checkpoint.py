@@ -73,6 +73,9 @@ def _validate(c):
         if not isnum(v) or v < 0 or (k == 'max_lr' and v == 0):
             raise _bad(k, v, "must be a number " +
                        ('> 0' if k == 'max_lr' else '>= 0'))
+    if c.min_lr > c.max_lr:  # the cosine would climb from max_lr to min_lr
+        raise _bad('min_lr', c.min_lr, f"must be <= max_lr={c.max_lr:g}, "
+                   "the peak it decays from; lower min_lr too")
     if c.bs % c.grad_accum:
         raise _bad('grad_accum', c.grad_accum, f"must divide bs={c.bs}")
     s = c.sample_steps
@@ -303,6 +306,12 @@ def _read_meta(ck:Path, # a checkpoint folder
     meta = _loads((ck/'meta.json').read_bytes(),
                   f"checkpoint {ck} is corrupt: meta.json", fix)
     fs = meta.get('files') if isinstance(meta, dict) else None
+    fmt = meta.get('format') if isinstance(meta, dict) else None
+    if isinstance(fmt, str) and fmt.startswith('llmbook-') and \
+            fmt not in CKPT_FORMATS:  # e.g. a newer llmbook's
+        raise ValueError(f"checkpoint {ck} has format {fmt!r}, which this "
+            f"llmbook does not read (it reads {', '.join(CKPT_FORMATS)}); "
+            "read it with the llmbook version that wrote it")
     if not (isinstance(meta, dict) and meta.get('format') in CKPT_FORMATS
             and isinstance(meta.get('config'), dict) and isinstance(fs, dict)
             and all(isinstance(fs.get(n), str) for n in CKPT_FILES)):

@@ -114,8 +114,13 @@ def export_hf(model:GPT, # our model, either style
     tmp = out.parent/f'.{out.name}.{os.getpid()}'  # the old `out` stays
     try: out.parent.mkdir(parents=True, exist_ok=True); tmp.mkdir()
     except OSError as e: raise OSError(e.errno, e.strerror, str(out)) from None
+    bars = transformers.utils.logging  # its "Writing model shards" bar
+    was_on = bars.is_progress_bar_enabled()  # a second line on stderr
     try:
-        to_hf(model).save_pretrained(tmp)
+        bars.disable_progress_bar()
+        try: to_hf(model).save_pretrained(tmp)
+        finally:
+            if was_on: bars.enable_progress_bar()
         save_hf_tokenizer(tok, tmp, model.cfg.context_len)
         if out.exists(): shutil.rmtree(out)
         tmp.rename(out)

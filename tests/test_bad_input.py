@@ -666,3 +666,232 @@ def test_sigterm_during_sweep_resume_keeps_the_finished_runs(root, tmp_path):
     assert p.returncode in (130, 143) and 'Traceback' not in err, err
     assert (out/'sweep.jsonl').read_text().startswith(kept)
     assert not (out/'.llmbook.lock').exists()
+
+
+# -- issue #24, second round: --text that is not UTF-8 prose, for every command that reads it
+def _texts(d:Path) -> dict:
+    "Inputs that are not a text to train on, each named by what it is."
+    d.mkdir(exist_ok=True)
+    (d/'empty').mkdir(exist_ok=True)
+    (d/'notes').mkdir(exist_ok=True); (d/'notes'/'a.md').write_text('# not a .txt')
+    (d/'zero.txt').write_bytes(b'')
+    (d/'blank.txt').write_text(' \n\n\t\n')
+    (d/'latin1.txt').write_bytes('Caf\u00e9 au lait.\n'.encode('latin-1') * 50)
+    (d/'utf16.txt').write_bytes(('It was a truth. ' * 200).encode('utf-16'))
+    (d/'image.txt').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(range(256)) * 8)
+    if not (d/'loop.txt').is_symlink(): (d/'loop.txt').symlink_to(d/'loop.txt')
+    return d
+
+TEXTS = {'empty folder': ('empty', 'no .txt files in folder'),
+         'folder of .md': ('notes', 'no .txt files in folder'),
+         'zero bytes': ('zero.txt', 'zero.txt is empty'),
+         'only blanks': ('blank.txt', 'blank.txt is empty'),
+         'latin-1': ('latin1.txt', 'latin1.txt is not UTF-8 text'),
+         'UTF-16 with BOM': ('utf16.txt', 'utf16.txt is not UTF-8 text'),
+         'binary': ('image.txt', 'image.txt is not UTF-8 text'),
+         'symlink loop': ('loop.txt', 'loop.txt')}
+TEXT_CMDS = {'train': ['train', '--preset', 'austen-tiny', '--out', '{new}', '--quiet', *TINY],
+             'eval': ['eval', '--ckpt', '{pre}'],
+             'sweep': ['sweep', '--toy', '--threads', '1', '--out', '{new}'],
+             'ablate': ['ablate', '--steps', '1', '--threads', '1', '--out', '{new}']}
+
+
+@pytest.mark.parametrize('cmd', list(TEXT_CMDS))
+@pytest.mark.parametrize('kind', list(TEXTS))
+def test_text_that_is_not_prose_is_one_line(root, tmp_path, cmd, kind):
+    d = _texts(tmp_path/'in')
+    name, says = TEXTS[kind]
+    argv = [a.format(pre=root/'pre', new=tmp_path/'new') for a in TEXT_CMDS[cmd]]
+    refused(root, *argv[:1], '--text', d/name, *argv[1:], needles=(says,),
+            absent=[tmp_path/'new'])
+
+
+# FAULT (needs fix in llmbook/data.py): a UTF-16 file without a byte-order mark decodes as
+# "UTF-8" (every other byte a NUL), and a run folder passed as --text is read for its
+# tokenizer.txt files: both are scored, or trained on, as prose without a word
+@pytest.mark.xfail(strict=True, reason='data.read_text accepts NUL bytes; load_texts reads run folders')
+@pytest.mark.parametrize('what', ['UTF-16 without BOM', 'a run folder'])
+def test_text_that_only_decodes_is_refused(root, tmp_path, what):
+    f = tmp_path/'utf16le.txt'
+    f.write_bytes(('It was a truth universally acknowledged. ' * 100).encode('utf-16-le'))
+    refused(root, 'eval', '--ckpt', root/'pre', '--text', f if what[0] == 'U' else root/'pre',
+            needles=('utf16le.txt' if what[0] == 'U' else str(root/'pre'),))
+
+
+# FAULT (needs fix in llmbook/classify.py and llmbook/instruct.py): --data that is not UTF-8
+# says only "'utf-8' codec can't decode byte 0xe9 in position 3" (no file, no fix), and an
+# empty SMS file says "No objects to concatenate" (pandas)
+@pytest.mark.xfail(strict=True, reason='finetune --data errors do not name the file')
+@pytest.mark.parametrize('task,data', [('classify', 'latin1.txt'), ('instruct', 'latin1.txt'),
+                                       ('classify', 'utf16.txt'), ('classify', 'image.txt'),
+                                       ('classify', 'zero.txt')])
+def test_finetune_data_that_is_not_utf8_names_the_file(root, tmp_path, task, data):
+    d = _texts(tmp_path/'in')
+    refused(root, 'finetune', task, '--base', root/'pre', '--out', tmp_path/'new', '--quiet',
+            '--data', d/data, needles=(data,), absent=[tmp_path/'new'])
+
+
+@pytest.mark.parametrize('task,data,says', [('classify', 'empty', 'Is a directory'),
+                                            ('instruct', 'zero.txt', 'zero.txt, line 1'),
+                                            ('instruct', 'empty', 'Is a directory')])
+def test_finetune_data_that_is_not_a_data_file_is_one_line(root, tmp_path, task, data, says):
+    d = _texts(tmp_path/'in')
+    refused(root, 'finetune', task, '--base', root/'pre', '--out', tmp_path/'new', '--quiet',
+            '--data', d/data, needles=(says,), absent=[tmp_path/'new'])
+
+
+# -- --set values of the wrong kind: one line naming the setting, before the disk
+MORE_SETTINGS = {'n_head=3': 'must be a multiple of n_head=3', 'bs': 'expected key=value',
+                 '=3': "unknown config fields ['']", 'beta1=0.9': "unknown config fields ['beta1']",
+                 'bs=4.0': 'setting bs=4.0', 'bs=true': 'setting bs=True', 'bs=[4]': 'setting bs=(4,)',
+                 'bs=None': "setting bs='None'", 'bs=1e100': 'setting bs=1e+100',
+                 'max_lr=inf': "setting max_lr='inf'", 'vocab_size=256': 'must be an integer >= 257',
+                 'n_kv_head=0': 'setting n_kv_head=0', 'grad_clip=-1': 'setting grad_clip=-1',
+                 'time_budget=-1': 'setting time_budget=-1', 'dropout=-0.1': 'setting dropout=-0.1',
+                 'd_model=-32': 'setting d_model=-32', 'eval_every=1.5': 'setting eval_every=1.5',
+                 'n_layer=true': 'setting n_layer=True',
+                 # were accepted: a schedule that climbs from max_lr up to min_lr ...
+                 'min_lr=1': 'setting min_lr=1', 'max_lr=1e-4': 'must be <= max_lr=0.0001',
+                 # ... and a model whose weights outgrow the memory (a traceback from torch)
+                 'd_model=1000000': 'GiB for its weights alone',
+                 'n_layer=100000000': 'lower d_model, n_layer or vocab_size'}
+
+
+@pytest.mark.parametrize('setting', list(MORE_SETTINGS))
+def test_setting_of_the_wrong_kind_is_one_line(root, setting):
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', '--threads', 1, *TINY, setting,
+            needles=(MORE_SETTINGS[setting],), absent=[root/'new'])
+
+
+# -- a run whose every checkpoint is of a newer format, or lost its tokenizer: every reader
+def _every_ck(run, f):
+    for ck in ('best', 'last'): f(run/ck)
+
+CK_DAMAGE = {
+    'empty folder': (lambda run: [shutil.rmtree(run/ck) for ck in ('best', 'last')],
+                     'no checkpoint in'),
+    'a newer format': (lambda run: _every_ck(run, lambda ck: _edit_meta(
+        ck, format='llmbook-ckpt 2')), "'llmbook-ckpt 2'"),
+    'tokenizer missing': (lambda run: _every_ck(run, lambda ck: (ck/'tokenizer.txt').unlink()),
+                          'tokenizer.txt is missing'),
+    'tokenizer damaged': (lambda run: _every_ck(run, lambda ck: (ck/'tokenizer.txt').write_text(
+        'llmbook-bpe 1\n')), 'tokenizer.txt is truncated or corrupt')}
+CK_CMDS = {'generate': ['generate', '--ckpt', '{run}'], 'eval': ['eval', '--ckpt', '{run}'],
+           'export-hf': ['export-hf', '--ckpt', '{run}', '--out', '{new}'],
+           'export-web': ['export-web', '{run}', '{new}'],
+           'finetune': ['finetune', 'classify', '--base', '{run}', '--out', '{new}', '--quiet']}
+
+
+@pytest.mark.parametrize('cmd', list(CK_CMDS))
+@pytest.mark.parametrize('damage', list(CK_DAMAGE))
+def test_run_with_no_readable_checkpoint_is_one_line(root, tmp_path, cmd, damage):
+    run = tmp_path/'run'
+    shutil.copytree(root/'pre', run)
+    f, says = CK_DAMAGE[damage]
+    f(run)
+    if cmd in ('export-hf', 'export-web'): pytest.importorskip('onnx' if cmd[-1] == 'b' else 'transformers')
+    argv = [a.format(run=run, new=tmp_path/'new') for a in CK_CMDS[cmd]]
+    refused(tmp_path, *argv, needles=(says,), absent=[tmp_path/'new'])
+
+
+# FAULT (needs fix in llmbook/instruct.py): a fine-tune that diverges says "the last good
+# checkpoint OUT/last (step 0) is kept", but none was saved (OUT holds run.json, metrics.jsonl
+# and tokenizer.txt; --resume then says "nothing to resume"), and run.json does not record
+# that it stopped (train's says stopped: diverged)
+@pytest.mark.xfail(strict=True, reason='finetune divergence names a checkpoint it never saved')
+@pytest.mark.parametrize('task', ['classify', 'instruct'])
+def test_finetune_divergence_keeps_what_it_says(root, tmp_path, task):
+    data = tmp_path/'instr.json'
+    data.write_text(json.dumps([dict(instruction=f'Say {i}.', input='', output=f'{i}')
+                                for i in range(60)]))
+    out = tmp_path/'ft'
+    more = ['--data', data, '--max-len', 200] if task == 'instruct' else ['--max-len', 16]
+    c, _, err = cli('finetune', task, '--base', root/'pre', '--out', out, '--steps', 3, '--bs', 2,
+                    '--quiet', '--device', 'cpu', '--lr', '1e9', *more)
+    one_line(c, err, 1, 'diverged', '--lr')
+    if 'is kept' in err: assert (out/'last'/'meta.json').exists(), err
+    run = json.loads((out/'run.json').read_text())
+    assert run['sessions'][-1].get('stopped') == 'diverged', run['sessions']
+
+
+# -- SIGTERM to a data-parallel run (`--nproc 2`, through torchrun): the ranks stop and save
+@pytest.fixture(scope='module')
+def sigterm_nproc2(root, tmp_path_factory):
+    "`llmbook train --nproc 2` stopped by SIGTERM: (exit code, stderr, run folder, leftovers)."
+    out = tmp_path_factory.mktemp('ddp')/'run'
+    p = subprocess.Popen(['llmbook', 'train', '--preset', 'austen-tiny', '--out', str(out),
+                          '--text', str(root/'text.txt'), '--quiet', '--device', 'cpu',
+                          '--threads', '1', '--nproc', '2', '--steps', '5000', *TINY],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0, metrics = time.time(), out/'metrics.jsonl'
+    while time.time() - t0 < 120 and p.poll() is None and not (
+            metrics.exists() and len(metrics.read_text().splitlines()) > 5):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    time.sleep(1)
+    left = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try: cmd = Path(f'/proc/{pid}/cmdline').read_bytes().decode(errors='replace')
+        except OSError: continue
+        if str(out) in cmd: left.append((pid, cmd.replace('\0', ' ')))
+    return p.returncode, err, out, left
+
+
+def test_sigterm_to_data_parallel_training_stops_every_rank_and_saves(sigterm_nproc2):
+    code, err, out, left = sigterm_nproc2
+    assert not left, left  # no rank (or torchrun) still running
+    assert (out/'last'/'meta.json').exists(), err
+    assert not (out/'.llmbook.lock').exists()
+
+
+# FAULT (needs fix in llmbook/cli.py, relaunch): SIGTERM to `llmbook train --nproc 2` exits 1
+# (not 143, as one process does) and prints torchrun's SignalException traceback, though the
+# ranks stopped and saved `last`
+@pytest.mark.xfail(strict=True, reason="relaunch returns torchrun's exit code 1 and its traceback")
+def test_sigterm_to_data_parallel_training_is_a_quiet_143(sigterm_nproc2):
+    code, err, out, left = sigterm_nproc2
+    assert code == 143 and 'Traceback' not in err, (code, err[-400:])
+
+
+# -- a full disk at other write points: one line, and what was there before is still there
+def _full(*a, **k):
+    import errno
+    raise OSError(errno.ENOSPC, 'No space left on device')
+
+
+@pytest.mark.parametrize('force', [False, True], ids=['new', 'over an earlier export'])
+def test_disk_full_during_export_hf_keeps_the_earlier_export(root, tmp_path, monkeypatch, force):
+    pytest.importorskip('transformers')
+    monkeypatch.setattr('llmbook.interop.save_hf_tokenizer', _full)
+    if force: shutil.copytree(root/'hf', tmp_path/'hf')
+    refused(tmp_path, 'export-hf', '--ckpt', root/'pre', '--out', tmp_path/'hf',
+            *(['--force'] if force else []), needles=('No space left on device',),
+            absent=[] if force else [tmp_path/'hf'])
+
+
+@pytest.mark.parametrize('force', [False, True], ids=['new', 'over an earlier bundle'])
+def test_disk_full_during_export_web_keeps_the_earlier_bundle(root, tmp_path, monkeypatch, force):
+    pytest.importorskip('onnx')
+    monkeypatch.setattr('llmbook.web.export_onnx', _full)
+    if force: _bundle(tmp_path/'web')
+    refused(tmp_path, 'export-web', root/'pre', tmp_path/'web', *(['--force'] if force else []),
+            needles=('No space left on device',), absent=[] if force else [tmp_path/'web'])
+
+
+def test_disk_full_saving_the_tokenizer_leaves_no_run(root, monkeypatch):
+    monkeypatch.setattr('llmbook.tokenizer.BPETokenizer.save', _full)
+    refused(root, 'train', '--preset', 'austen-tiny', '--out', root/'new', '--text',
+            root/'text.txt', '--quiet', '--threads', 1, *TINY,
+            needles=('No space left on device',), absent=[root/'new'])
+
+
+def test_disk_full_logging_a_resumed_finetune_keeps_its_checkpoint(root, tmp_path, monkeypatch):
+    shutil.copytree(root/'clf', tmp_path/'clf')
+    last = snap(tmp_path/'clf'/'last')
+    monkeypatch.setattr('llmbook.instruct._jsonl', _full)
+    c, _, err = cli('finetune', 'classify', '--out', tmp_path/'clf', '--resume', '--quiet',
+                    '--stop-after', 1, '--device', 'cpu', '--threads', 1)
+    one_line(c, err, 1, 'No space left on device')
+    assert snap(tmp_path/'clf'/'last') == last
