@@ -9,7 +9,7 @@ __all__ = ['SMS_URL', 'SMS_SHA256', 'SMS_FILE', 'LABELS', 'WORD_RE', 'TRAINABLE'
            'train_classifier', 'predict', 'load_base', 'with_context', 'book_base', 'run_classify']
 
 # %% ../nbs/19_classify.ipynb #cfc41790
-import csv, json, math, re, tempfile, zipfile
+import csv, io, json, math, re, tempfile, zipfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +22,7 @@ from .core import *
 from .model import GPT
 from .optim import make_optimizer, lr_at
 from .checkpoint import find_checkpoint, load_checkpoint
+from .data import read_text
 
 # %% ../nbs/19_classify.ipynb #81cf7800
 SMS_URL = ('https://archive.ics.uci.edu/static/public/228/'
@@ -68,10 +69,12 @@ def read_sms(path:Path|str|None=None, # `label<TAB>text` lines (None: data set)
             ) -> pd.DataFrame:
     "The messages as a DataFrame (label, text, y), every row checked."
     path = Path(path) if path else sms_spam_file()
+    text = read_text(path)  # UTF-8 and not empty, or one line naming it
     try:
-        df = pd.read_csv(path, sep='\t', header=None, names=['label', 'text'],
-                         quoting=csv.QUOTE_NONE, dtype=str, encoding='utf-8',
-                         keep_default_na=False, skip_blank_lines=False)
+        df = pd.read_csv(io.StringIO(text), sep='\t', header=None,
+                         names=['label', 'text'], quoting=csv.QUOTE_NONE,
+                         dtype=str, keep_default_na=False,
+                         skip_blank_lines=False)
     except pd.errors.ParserError as e:
         line = re.search(r'line (\d+)', str(e))
         raise _bad_row(path.name, line and line.group(1),

@@ -144,8 +144,16 @@ def relaunch(a:argparse.Namespace) -> int:
     cmd = torchrun_cmd(['-m', 'llmbook.cli', *_rank_argv(a.argv)], a.nproc,
                        nnodes=a.nnodes, node_rank=a.node_rank,
                        rdzv_endpoint=a.rdzv_endpoint)
-    with forward_signals():  # SIGTERM reaches torchrun, which stops the ranks
-        return subprocess.call(cmd)
+    with forward_signals() as got:  # SIGTERM reaches torchrun and the ranks
+        p = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+        while chunk := os.read(p.stderr.fileno(), 65536):  # as it comes...
+            if not got: os.write(2, chunk)  # ...until a stop signal
+        code = p.wait()
+    if not got: return code
+    out = a.out or Path('out')/a.preset  # torchrun's traceback is not news
+    print(f"stopped by {got[0].name}: the ranks saved {Path(out)/'last'}; "
+          "continue with --resume", file=sys.stderr)
+    return 128 + got[0]
 
 def _rank_strategy(a:argparse.Namespace):
     "--strategy in a torchrun job (gloo for --device cpu), else None."

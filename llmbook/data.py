@@ -226,6 +226,10 @@ def read_text(path:Path|str) -> str:
     if not text.strip():
         raise ValueError(f"{path.name} is empty; put text in it or leave "
                          "it out")
+    if '\0' in text:  # valid UTF-8, but UTF-16 without a BOM, or binary
+        raise ValueError(f"{path.name} holds NUL bytes, so it is not UTF-8 "
+            "text (UTF-16? binary?); re-save it as UTF-8, e.g. iconv -f "
+            "utf-16 -t utf-8")
     return text
 
 # %% ../nbs/03_data.ipynb #fafe27cb
@@ -249,17 +253,22 @@ def load_austen(ids:list|int|str|None=None, # PG numbers or titles; None: all
             for b, p in paths.items()}
 
 # %% ../nbs/03_data.ipynb #169f4278
+def _ours(f:Path) -> bool:
+    "Is `f` a tokenizer llmbook saved (a run folder holds some), not prose?"
+    with open(f, 'rb') as h: return h.read(12) == b'llmbook-bpe '
+
 def text_files(path:Path|str, # a .txt file, or a folder searched for them
               ) -> dict[str, Path]:
     "name -> file: `path` itself, or every `.txt` under it (hidden ones not)."
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; pass a .txt file "
-                                "or a folder of .txt files")
+        what = 'is a link to nowhere' if path.is_symlink() else 'does not exist'
+        raise FileNotFoundError(f"{path} {what}; pass a .txt file or a "
+                                "folder of .txt files")
     if path.is_file(): return {path.stem: path}
     files = {f.relative_to(path).with_suffix('').as_posix(): f
              for f in sorted(path.rglob('*.txt'))
-             if f.is_file() and not f.name.startswith('.')}
+             if f.is_file() and not f.name.startswith('.') and not _ours(f)}
     if not files:
         raise FileNotFoundError(f"no .txt files in folder {path}; add UTF-8 "
                                 ".txt files or pass one file")

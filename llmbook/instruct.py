@@ -24,6 +24,7 @@ from .classify import (finetune, load_base, with_context, read_sms,
     balanced_split, encode_texts, GPTClassifier, set_trainable, classify_loss,
     predict, classification_metrics, TRAINABLE)
 from .lora import apply_lora, param_counts
+from .data import read_text
 from .tokenizer import BPETokenizer
 from .checkpoint import (TrainConfig, model_config, config_from_dict,
     save_checkpoint, find_checkpoint, check_out_dir, claim_run, clear_run,
@@ -58,7 +59,7 @@ def load_instructions(path:Path|str|None=None, # JSON file (None: data set)
                      ) -> list[dict]:
     "The instruction records, each checked."
     path = Path(path) if path else get_data(INSTR_FILE, INSTR_URL, INSTR_SHA256)
-    try: data = json.loads(path.read_text('utf-8'))
+    try: data = json.loads(read_text(path))  # UTF-8, or one line naming it
     except json.JSONDecodeError as e:
         raise ValueError(f"{path.name}, line {e.lineno}: not valid JSON "
                          f"({e.msg}); fix or re-download the file") from None
@@ -380,6 +381,7 @@ def _finetune_in(lock, base, out, fc, data_path, resume, stop_after,
             extra=dict(format=FT_FORMAT, finetune=asdict(fc), base=str(base),
                        best_val=best[0]))
         if which == 'last': last[0] = step
+    if not resume: save('last', start)  # a diverged run keeps its start
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -407,6 +409,9 @@ def _finetune_in(lock, base, out, fc, data_path, resume, stop_after,
                      'instruct' else len(data['train'][0]), fc.steps, fc.bs,
                      fc.lr, fc.weight_decay, fc.warmup, seed=fc.seed,
                      start=start, opt=opt, on_step=on_step)
+    except TrainingDiverged:  # on record, as `Trainer` does
+        run['sessions'][-1] |= dict(end_step=last[0], stopped='diverged')
+        _write_run(out, run); raise
     finally:
         if bar: bar.close()
     run |= dict(step=last[0], best_val_loss=best[0], interrupted=bool(stop))

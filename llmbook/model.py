@@ -186,13 +186,15 @@ def _check_fits(cfg:GPTConfig):
     except (ValueError, OSError, AttributeError): return  # not on this system
     def count(L):  # parameters with L blocks, counted on the meta device
         with torch.device('meta'):
-            return sum(p.numel() for p in GPT(replace(cfg, n_layer=L)).parameters())
+            m = GPT(replace(cfg, n_layer=L))
+        return sum(p.numel() for p in m.parameters())
     one = count(1)
     n = one + (cfg.n_layer - 1) * (count(2) - one)
     if 4 * n > mem:
-        raise ValueError(f"a model of {n:,} parameters needs {4 * n / 2**30:,.0f}"
-            f" GiB for its weights alone, and this machine has "
-            f"{mem / 2**30:,.0f} GiB; lower d_model, n_layer or vocab_size")
+        raise ValueError(f"a model of {n:,} parameters needs "
+            f"{4 * n / 2**30:,.0f} GiB for its weights alone, and this "
+            f"machine has {mem / 2**30:,.0f} GiB; lower d_model, n_layer or "
+            "vocab_size")
 
 class GPT(nn.Module):
     "Decoder-only transformer: GPT(cfg)(idx) -> logits (B, T, vocab_size)."

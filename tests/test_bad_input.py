@@ -409,9 +409,10 @@ def test_finetune_out_over_its_base_is_refused(root, out):
             '--quiet', needles=('overlap',))
 
 
-def test_finetune_force_over_a_pretrained_run_is_refused(root):
-    refused(root, 'finetune', 'classify', '--base', root/'clf', '--out', root/'pre', '--force',
-            '--quiet', needles=('a train run', 'not a finetune run'))
+def test_finetune_force_over_a_pretrained_run_is_refused(root, tmp_path):
+    shutil.copytree(root/'pre', tmp_path/'other')  # another pretrained run
+    refused(tmp_path, 'finetune', 'classify', '--base', root/'pre', '--out', tmp_path/'other',
+            '--force', '--quiet', needles=('a train run', 'not a finetune run'))
 
 
 def test_sweep_force_over_a_train_run_is_refused(root):
@@ -706,10 +707,8 @@ def test_text_that_is_not_prose_is_one_line(root, tmp_path, cmd, kind):
             absent=[tmp_path/'new'])
 
 
-# FAULT (needs fix in llmbook/data.py): a UTF-16 file without a byte-order mark decodes as
-# "UTF-8" (every other byte a NUL), and a run folder passed as --text is read for its
-# tokenizer.txt files: both are scored, or trained on, as prose without a word
-@pytest.mark.xfail(strict=True, reason='data.read_text accepts NUL bytes; load_texts reads run folders')
+# were accepted: a UTF-16 file without a byte-order mark decodes as "UTF-8" (every other byte
+# a NUL), and a run folder passed as --text was read for its tokenizer.txt files
 @pytest.mark.parametrize('what', ['UTF-16 without BOM', 'a run folder'])
 def test_text_that_only_decodes_is_refused(root, tmp_path, what):
     f = tmp_path/'utf16le.txt'
@@ -718,10 +717,8 @@ def test_text_that_only_decodes_is_refused(root, tmp_path, what):
             needles=('utf16le.txt' if what[0] == 'U' else str(root/'pre'),))
 
 
-# FAULT (needs fix in llmbook/classify.py and llmbook/instruct.py): --data that is not UTF-8
-# says only "'utf-8' codec can't decode byte 0xe9 in position 3" (no file, no fix), and an
-# empty SMS file says "No objects to concatenate" (pandas)
-@pytest.mark.xfail(strict=True, reason='finetune --data errors do not name the file')
+# said only "'utf-8' codec can't decode byte 0xe9 in position 3" (no file, no fix), and an
+# empty SMS file "No objects to concatenate" (pandas)
 @pytest.mark.parametrize('task,data', [('classify', 'latin1.txt'), ('instruct', 'latin1.txt'),
                                        ('classify', 'utf16.txt'), ('classify', 'image.txt'),
                                        ('classify', 'zero.txt')])
@@ -732,7 +729,7 @@ def test_finetune_data_that_is_not_utf8_names_the_file(root, tmp_path, task, dat
 
 
 @pytest.mark.parametrize('task,data,says', [('classify', 'empty', 'Is a directory'),
-                                            ('instruct', 'zero.txt', 'zero.txt, line 1'),
+                                            ('instruct', 'zero.txt', 'zero.txt is empty'),
                                             ('instruct', 'empty', 'Is a directory')])
 def test_finetune_data_that_is_not_a_data_file_is_one_line(root, tmp_path, task, data, says):
     d = _texts(tmp_path/'in')
@@ -795,11 +792,8 @@ def test_run_with_no_readable_checkpoint_is_one_line(root, tmp_path, cmd, damage
     refused(tmp_path, *argv, needles=(says,), absent=[tmp_path/'new'])
 
 
-# FAULT (needs fix in llmbook/instruct.py): a fine-tune that diverges says "the last good
-# checkpoint OUT/last (step 0) is kept", but none was saved (OUT holds run.json, metrics.jsonl
-# and tokenizer.txt; --resume then says "nothing to resume"), and run.json does not record
-# that it stopped (train's says stopped: diverged)
-@pytest.mark.xfail(strict=True, reason='finetune divergence names a checkpoint it never saved')
+# a fine-tune that diverged said "the last good checkpoint OUT/last (step 0) is kept", but
+# none was saved (and --force then refused OUT), and run.json did not record that it stopped
 @pytest.mark.parametrize('task', ['classify', 'instruct'])
 def test_finetune_divergence_keeps_what_it_says(root, tmp_path, task):
     data = tmp_path/'instr.json'
@@ -846,10 +840,7 @@ def test_sigterm_to_data_parallel_training_stops_every_rank_and_saves(sigterm_np
     assert not (out/'.llmbook.lock').exists()
 
 
-# FAULT (needs fix in llmbook/cli.py, relaunch): SIGTERM to `llmbook train --nproc 2` exits 1
-# (not 143, as one process does) and prints torchrun's SignalException traceback, though the
-# ranks stopped and saved `last`
-@pytest.mark.xfail(strict=True, reason="relaunch returns torchrun's exit code 1 and its traceback")
+# exited 1 (not 143, as one process does) with torchrun's SignalException traceback
 def test_sigterm_to_data_parallel_training_is_a_quiet_143(sigterm_nproc2):
     code, err, out, left = sigterm_nproc2
     assert code == 143 and 'Traceback' not in err, (code, err[-400:])
