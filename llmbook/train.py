@@ -238,13 +238,15 @@ Trainer._elapsed, Trainer._lr, Trainer._spent = _elapsed, _lr, _spent
 # %% ../nbs/12_train.ipynb #621382b0
 def _diverged_msg(self:Trainer, loss:float, norm:float) -> str:
     "Name the step, the bad number and what was kept."
+    lr = self.cfg.max_lr / 2  # min_lr too, if it would be above the peak
+    lrs = f"max_lr={lr:g}" + f" min_lr={lr / 10:g}" * (self.cfg.min_lr > lr)
     where = (f"the last good checkpoint {self.out/'last'} (step "
              f"{self._last_saved}) is kept" if self.out and
              self._last_saved is not None else "nothing was saved")
     return (f"training diverged at step {self.step + 1}: loss {loss}, "
             f"grad norm {norm}; stopped before the update, {where}; "
-            f"run the same command again with --resume --set max_lr="
-            f"{self.cfg.max_lr / 2:g} (a lower peak learning rate)")
+            f"run the same command again with --resume --set {lrs} (a lower "
+            "peak learning rate)")
 Trainer._diverged_msg = _diverged_msg
 
 # %% ../nbs/12_train.ipynb #b195b516
@@ -684,16 +686,14 @@ def train_cmd(preset:str, # a name in PRESETS
         ev = [r for r in read_jsonl(out/'metrics.jsonl')
               if r.get('val_loss') is not None]
         if ev: print(f"final validation (step {ev[-1]['step']}): loss "
-                     f"{ev[-1]['val_loss']:.4f}, perplexity "
-                     f"{ev[-1]['val_ppl']:.2f}, {ev[-1]['val_bpb']:.4f} "
-                     "bits per byte")
+            f"{ev[-1]['val_loss']:.4f}, perplexity {ev[-1]['val_ppl']:.2f}, "
+            f"{ev[-1]['val_bpb']:.4f} bits per byte")
         if (out/'best').exists() and final_eval and not t.interrupted:
             with RunLock(out, command or 'llmbook.train.train_cmd'):
                 _final_eval(out, device)
     if t.interrupted:
         sig = t._sigints[0]
-        why = ('interrupted' if sig == signal.SIGINT
-               else f'stopped by {sig.name}')
+        why = {signal.SIGINT: 'interrupted'}.get(sig, f'stopped by {sig.name}')
         print(f"{why}: saved {out/'last'}; continue with --resume",
               file=sys.stderr)
         return 128 + sig

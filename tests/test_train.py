@@ -315,17 +315,21 @@ def test_resume_may_change_learning_rate_and_cadence_and_records_it(text, tmp_pa
     assert [s for s, v in log(out, 'val_loss') if v is not None] == [0, 4, 6, 8, 10]
 
 
-def test_divergence_advice_is_what_works(text, tmp_path, monkeypatch):
+@pytest.mark.parametrize('sets,says', [
+    ([], '--resume --set max_lr=0.0015 ('),
+    (['--set', 'min_lr=0.002'], '--resume --set max_lr=0.0015 min_lr=0.00015 (')],  # below it
+    ids=['max_lr', 'and min_lr'])
+def test_divergence_advice_is_what_works(text, tmp_path, monkeypatch, sets, says):
     real = lopt.next_token_loss
     monkeypatch.setattr(lopt, 'next_token_loss', lambda lg, y: real(lg, y) * (
         math.nan if torch.is_grad_enabled() and y.sum() > -1 and
         flaky_step[0] else 1))
     flaky_step = [False]
     out = tmp_path/'d'
-    assert train(out, text, '--stop-after', 3)[0] == 0
+    assert train(out, text, '--stop-after', 3, *sets)[0] == 0
     flaky_step[0] = True
-    code, _, err = train(out, text, '--resume')
-    one_line_error(code, err, 'diverged at step 4', '--resume --set max_lr=0.0015')
+    code, _, err = train(out, text, '--resume', *sets)
+    one_line_error(code, err, 'diverged at step 4', says)
     flaky_step[0] = False
     advice = err.split('again with ')[1].split(' (')[0].split()   # --resume --set max_lr=X
     code, out_, err = train(out, text, *advice)
