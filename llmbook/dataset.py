@@ -109,7 +109,8 @@ def random_batch(tokens, # 1-D token ids
     n = len(tokens)
     if n < context + 1:
         raise ValueError(f"context {context} needs at least {context+1} "
-                         f"tokens, but there are {n}")
+                         f"tokens, but there are {n}: use a shorter context "
+                         "or more text")
     starts = torch.randint(0, n - context, (bs,), generator=generator)
     idx = starts.numpy()[:, None] + np.arange(context + 1)  # (B, T+1)
     w = torch.from_numpy(np.asarray(tokens)[idx].astype(np.int64))
