@@ -127,3 +127,21 @@ def test_env_shows_the_load_and_the_threads():
     r = llmbook('env', '--json')
     info = json.loads(r.stdout)
     assert 'load (1, 5, 15 min)' in info and 'torch threads' in info
+
+
+def test_help_repeats_the_librarys_defaults():
+    "Where the CLI's help writes out a default the library owns, it is the library's value."
+    import argparse, inspect
+    from llmbook.cli import make_parser
+    from llmbook.train import PRESETS, ABLATION, ablate
+    from llmbook.instruct import TASK_DEFAULTS
+    sub = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    opt = lambda cmd, name: next(a for a in sub.choices[cmd]._actions if name in a.option_strings)
+    for name in PRESETS: assert name in opt('train', '--preset').help, name
+    assert opt('speedrun', '--preset').default in PRESETS
+    assert f'(default {ABLATION.steps})' in opt('ablate', '--steps').help
+    assert tuple(opt('ablate', '--seeds').default) == inspect.signature(ablate).parameters['seeds'].default
+    import re
+    full, lora = map(float, re.search(r'default ([\d.e-]+); lora ([\d.e-]+)',
+                                      opt('finetune', '--lr').help).groups())
+    assert {d['lr'] for d in TASK_DEFAULTS.values()} == {full} and lora == 5 * full
