@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file, load_file, save_model, load_model
 from .core import *
 from .tokenizer import BPETokenizer
-from .model import GPTConfig, GPT
+from .model import GPTConfig, GPT, count_params
 from .optim import _optim_tensors
 from .optim import evaluate_all, bits_per_byte
 from .data import AUSTEN, load_austen, train_val_split
@@ -132,12 +132,17 @@ class TrainConfig:
 def model_config(cfg:TrainConfig, # the run
                  vocab_size:int|None=None, # the tokenizer's (None: cfg's)
                 ) -> GPTConfig:
-    "The `GPTConfig` of a run's model."
-    return GPTConfig(vocab_size=vocab_size or cfg.vocab_size,
-                     context_len=cfg.context_len, d_model=cfg.d_model,
-                     n_layer=cfg.n_layer, n_head=cfg.n_head,
-                     n_kv_head=cfg.n_kv_head or cfg.n_head, style=cfg.style,
-                     dropout=cfg.dropout)
+    "The `GPTConfig` of a run's model, refused if its weights outgrow memory."
+    g = GPTConfig(vocab_size=vocab_size or cfg.vocab_size, d_model=cfg.d_model,
+                  context_len=cfg.context_len, n_layer=cfg.n_layer,
+                  n_head=cfg.n_head, n_kv_head=cfg.n_kv_head or cfg.n_head,
+                  style=cfg.style, dropout=cfg.dropout)
+    n, mem = count_params(g), os.sysconf('SC_PAGE_SIZE') * os.sysconf(
+        'SC_PHYS_PAGES')  # float32 weights, before torch allocates them
+    if 4 * n > mem: raise ValueError(f"a model of {n:,} parameters needs "
+        f"{4 * n / 2**30:,.0f} GiB for its weights alone, and this machine "
+        f"has {mem / 2**30:,.0f} GiB; lower d_model, n_layer or vocab_size")
+    return g
 
 # %% ../nbs/11_checkpoint.ipynb #40f9f391
 def config_from_dict(d:dict) -> TrainConfig:
@@ -334,14 +339,13 @@ def reading(path:Path|str): # a checkpoint or a run folder
 
 def describe(meta:dict) -> str:
     "What a checkpoint holds and the command that writes it, from its meta."
-    ft, f = meta.get('finetune'), meta.get('format')
-    if f == 'llmbook-finetune 1' and isinstance(ft, dict):
-        t = ft.get('task')
-        return (f"{'an' if t == 'instruct' else 'a'} {t} fine-tune "
-                f"(`llmbook finetune {t}` writes it and continues it with "
-                "--resume; Python: llmbook.instruct.load_finetuned)")
+    f, ft = meta.get('format'), meta.get('finetune')
     if f == 'llmbook-ckpt 1': return "a pretrained model (`llmbook train`)"
-    return f"no llmbook model (format {f!r})"
+    if f != 'llmbook-finetune 1': return f"no llmbook model (format {f!r})"
+    t = ft.get('task') if isinstance(ft, dict) else '?'
+    return (f"{'an' if t == 'instruct' else 'a'} {t} fine-tune (`llmbook "
+            f"finetune {t}` writes it and continues it with --resume; "
+            "Python: llmbook.instruct.load_finetuned)")
 
 def open_checkpoint(path:Path|str, # a checkpoint or a run folder
                     which:str='last', # in a run folder: 'last' or 'best'
@@ -353,11 +357,9 @@ def open_checkpoint(path:Path|str, # a checkpoint or a run folder
     with reading(path):
         ck = find_checkpoint(path, which)
         meta = _read_meta(ck, fix)
-    ok = want(meta) if callable(want) else meta['format'] == want
-    if want and not ok:
-        wanted = wanted or ('a fine-tuning checkpoint' if want ==
-                            'llmbook-finetune 1' else 'a pretrained model '
-                            '(`llmbook train`)')
+    if want and not (want(meta) if callable(want) else meta['format'] == want):
+        wanted = wanted or {'llmbook-finetune 1': 'a fine-tuning checkpoint'
+                            }.get(want, 'a pretrained model (`llmbook train`)')
         raise ValueError(f"{ck} holds {describe(meta)}, not {wanted}")
     return ck, meta
 
@@ -430,12 +432,13 @@ RUN_KINDS = {  # kind: what its command writes into a run folder
     'ablation': ('run.json', 'ablation.jsonl'),
     'speedrun': ('records.jsonl',)}
 LOCK = '.llmbook.lock'  # held by the one process writing a run folder
+_CKPTS = ('last', 'best', '.last.old', '.best.old')  # a run's checkpoints
 
-def _fmt(ck:Path) -> str|None:
-    "The format in checkpoint `ck`'s meta.json, if it can be read."
+def _meta(ck:Path) -> dict:
+    "Checkpoint `ck`'s meta.json as it stands ({} if it cannot be read)."
     try: m = json.loads((ck/'meta.json').read_bytes())
-    except (OSError, ValueError, RecursionError): return None
-    return m.get('format') if isinstance(m, dict) else None
+    except (OSError, ValueError, RecursionError): return {}
+    return m if isinstance(m, dict) else {}
 
 def run_kind(path:Path|str) -> str|None:
     "Which `RUN_KINDS` entry folder `path` is, 'checkpoint', or None."
@@ -444,7 +447,7 @@ def run_kind(path:Path|str) -> str|None:
     for k in ('sweep', 'ablation', 'speedrun'):
         if (p/RUN_KINDS[k][-1]).is_file(): return k
     if (p/'meta.json').is_file(): return 'checkpoint'
-    fmts = {_fmt(p/n) for n in ('last', 'best', '.last.old', '.best.old')}
+    fmts = {_meta(p/n).get('format') for n in _CKPTS}
     if 'llmbook-finetune 1' in fmts: return 'finetune'
     if 'llmbook-ckpt 1' in fmts or all((p/n).is_file() for n in
                                        ('data.json', 'train.bin')):
@@ -454,9 +457,7 @@ def run_kind(path:Path|str) -> str|None:
 def _holds(p:Path, kind:str) -> str:
     "What run folder `p` holds, and the command that writes it."
     if kind == 'finetune':  # which task, and how to go on with it
-        m = next((m for n in ('last', 'best') if (p/n/'meta.json').is_file()
-                  and isinstance(m := _read_json(p/n/'meta.json', FIX),
-                  dict)), {})
+        m = next((m for n in _CKPTS if (m := _meta(p/n))), {})
         return describe(m | {'format': 'llmbook-finetune 1'})
     how = dict(train='llmbook train', sweep='llmbook sweep',
                ablation='llmbook ablate', speedrun='llmbook speedrun',
@@ -686,10 +687,9 @@ def eval_checkpoint(path:Path|str, # a checkpoint or a run folder
                     progress:bool=False, # a progress bar
                    ) -> dict:
     "`score_model` of a saved pretraining checkpoint, with its step."
-    ck, _ = open_checkpoint(path, which, 'llmbook-ckpt 1')
-    model, tok, cfg, st = load_checkpoint(ck, which, device)
-    return dict(checkpoint=str(ck), step=st['step']) | score_model(
-        model, tok, cfg, ck.parent, texts, bs, dtype, progress)
+    model, tok, cfg, st = load_checkpoint(path, which, device, 'llmbook-ckpt 1')
+    return dict(checkpoint=str(st['path']), step=st['step']) | score_model(
+        model, tok, cfg, st['path'].parent, texts, bs, dtype, progress)
 
 # %% ../nbs/11_checkpoint.ipynb #c30f3cf5
 def eval_line(r:dict) -> str:

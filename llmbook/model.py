@@ -8,8 +8,8 @@ __all__ = ['CONFIGS', 'PUBLISHED', 'GPTConfig', 'default_hidden', 'rotate_half',
            'size_table']
 
 # %% ../nbs/07_model.ipynb #e700cbc2
-import math, os
-from dataclasses import dataclass, asdict, replace
+import math
+from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -179,28 +179,10 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))  # (B, T, C)
 
 # %% ../nbs/07_model.ipynb #d93ff072
-def _check_fits(cfg:GPTConfig):
-    "One line refusing a model whose float32 weights outgrow the memory."
-    if str(torch.get_default_device()) != 'cpu': return  # shapes only, or a GPU
-    try: mem = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    except (ValueError, OSError, AttributeError): return  # not on this system
-    def count(L):  # parameters with L blocks, counted on the meta device
-        with torch.device('meta'):
-            m = GPT(replace(cfg, n_layer=L))
-        return sum(p.numel() for p in m.parameters())
-    one = count(1)
-    n = one + (cfg.n_layer - 1) * (count(2) - one)
-    if 4 * n > mem:
-        raise ValueError(f"a model of {n:,} parameters needs "
-            f"{4 * n / 2**30:,.0f} GiB for its weights alone, and this "
-            f"machine has {mem / 2**30:,.0f} GiB; lower d_model, n_layer or "
-            "vocab_size")
-
 class GPT(nn.Module):
     "Decoder-only transformer: GPT(cfg)(idx) -> logits (B, T, vocab_size)."
     def __init__(self, cfg:GPTConfig):
         super().__init__()
-        _check_fits(cfg)
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.style == 'gpt2':

@@ -804,7 +804,7 @@ def test_finetune_divergence_keeps_what_it_says(root, tmp_path, task):
     c, _, err = cli('finetune', task, '--base', root/'pre', '--out', out, '--steps', 3, '--bs', 2,
                     '--quiet', '--device', 'cpu', '--lr', '1e9', *more)
     one_line(c, err, 1, 'diverged', '--lr')
-    if 'is kept' in err: assert (out/'last'/'meta.json').exists(), err
+    assert 'is kept' in err and (out/'last'/'meta.json').exists(), err  # the start, saved
     run = json.loads((out/'run.json').read_text())
     assert run['sessions'][-1].get('stopped') == 'diverged', run['sessions']
 
